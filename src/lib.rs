@@ -1,0 +1,17 @@
+//! opsplit: split legacy `BPF_PROG_TYPE_SOCK_OPS` programs per op and lower them to
+//! `struct bpf_tcp_ops` struct_ops programs.
+//!
+//! The pipeline is visible in the module layout (see `docs/ARCHITECTURE.md`):
+//!
+//! * [`insn`]: the BPF instruction set: decoding, encoding, disassembly.
+//! * [`btf`]: the BTF and BTF.ext codec.
+//! * [`obj`]: reading a relocatable BPF ELF object into plain data, and writing one back.
+//! * [`load`]: loading objects into the running kernel (libbpf-rs).
+
+pub mod btf;
+pub mod error;
+pub mod insn;
+pub mod load;
+pub mod obj;
+
+pub use error::Error;
