@@ -10,6 +10,13 @@ pub enum Error {
     /// The input is well formed but uses something opsplit does not support.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// The kernel (or libbpf on its way to the kernel) refused an object or program.
+    #[error("kernel load of {object} failed: {message}{}", if log_tail.is_empty() { String::new() } else { format!("\n--- libbpf/verifier log (tail) ---\n{log_tail}") })]
+    Kernel {
+        object: String,
+        message: String,
+        log_tail: String,
+    },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

@@ -8,15 +8,28 @@ pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
-/// Every committed fixture object (`fixtures/*.o`), sorted by name.
+/// Every committed fixture object (`fixtures/**/*.o`: main builds, variants and per-op reference
+/// builds), sorted by path.
 pub fn fixture_objects() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
-        .expect("fixtures/ exists")
-        .map(|e| e.expect("readable fixtures/ entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "o"))
-        .collect();
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).expect("fixtures/ is readable") {
+            let p = e.expect("readable fixtures/ entry").path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|e| e == "o") {
+                out.push(p);
+            }
+        }
+    }
+    let mut v = Vec::new();
+    walk(&fixtures_dir(), &mut v);
     v.sort();
     v
+}
+
+/// A fixture's path relative to `fixtures/`, for messages.
+pub fn fixture_name(p: &Path) -> String {
+    p.strip_prefix(fixtures_dir()).unwrap_or(p).display().to_string()
 }
 
 /// Why kernel tests cannot run here, or `None` if they can.
