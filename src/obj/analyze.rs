@@ -1,0 +1,290 @@
+//! The analysis part of [`Object::parse`]: functions, programs, maps, externs and classified
+//! code relocations, computed from sections, symbols and BTF.
+
+use super::maps::{self, Map, MapDef, MapKind, map_flags, map_type};
+use super::reloc::{self, InsnReloc, RelocKind, Target};
+use super::{
+    Binding, Extern, ExternKind, Function, Object, Program, SectionKind, SymbolId, SymbolKind,
+    SymbolPlace, progs,
+};
+use crate::Error;
+use crate::insn::opcode::LD_IMM64;
+use crate::insn::{RawInsn, raw_slots};
+
+pub(super) fn analyze(obj: &mut Object) -> Result<(), Error> {
+    obj.functions = functions(obj)?;
+    obj.programs = programs(obj);
+    obj.maps = maps(obj)?;
+    obj.externs = externs(obj);
+    if obj.externs.iter().any(|e| e.kind == ExternKind::Kconfig) {
+        obj.maps.push(Map {
+            name: ".kconfig".into(),
+            kind: MapKind::Kconfig,
+            section: None,
+            symbol: None,
+            offset: 0,
+            size: 0,
+            def: MapDef {
+                map_type: map_type::ARRAY,
+                key_size: Some(4),
+                max_entries: 1,
+                map_flags: map_flags::MMAPABLE | map_flags::RDONLY_PROG,
+                ..MapDef::default()
+            },
+            values: Vec::new(),
+            legacy: None,
+            btf_id: None,
+        });
+    }
+    classify_relocations(obj)?;
+    Ok(())
+}
+
+/// Every sized `STT_FUNC` symbol in a code section, with its slots checked for the one
+/// structural property the ELF layer can see: `ld_imm64` has its second half.
+fn functions(obj: &Object) -> Result<Vec<Function>, Error> {
+    let mut out = Vec::new();
+    for (id, sym) in obj.symbols.iter().enumerate() {
+        let SymbolPlace::Section(sec_id) = sym.place else {
+            continue;
+        };
+        let sec = &obj.sections[sec_id];
+        if sym.kind != SymbolKind::Func || sec.kind != SectionKind::Code {
+            continue;
+        }
+        let bad = |message: String| Error::Elf {
+            context: format!("function `{}` in section `{}`", sym.name, sec.name),
+            message,
+        };
+        if sym.size == 0 {
+            return Err(bad("function symbol without a size".into()));
+        }
+        if sym.value % 8 != 0 || sym.size % 8 != 0 {
+            return Err(bad(format!(
+                "range [{:#x}, +{:#x}) is not slot aligned",
+                sym.value, sym.size
+            )));
+        }
+        let end = sym.value.checked_add(sym.size).filter(|&e| e <= sec.size);
+        let Some(end) = end else {
+            return Err(bad(format!(
+                "range [{:#x}, +{:#x}) extends past the section end ({:#x})",
+                sym.value, sym.size, sec.size
+            )));
+        };
+        let insns = raw_slots(&sec.data[sym.value as usize..end as usize])
+            .map_err(|len| bad(format!("{len} bytes is not a whole number of slots")))?;
+        check_insns(&insns, &sym.name, &sec.name)?;
+        out.push(Function {
+            name: sym.name.clone(),
+            symbol: id,
+            section: sec_id,
+            offset: sym.value,
+            insns,
+            relocations: Vec::new(),
+        });
+    }
+    out.sort_by_key(|f| (f.section, f.offset));
+    for w in out.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        if a.section == b.section && a.offset + (a.insns.len() * 8) as u64 > b.offset {
+            return Err(Error::Elf {
+                context: format!("section `{}`", obj.sections[a.section].name),
+                message: format!("functions `{}` and `{}` overlap", a.name, b.name),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn check_insns(insns: &[RawInsn], function: &str, section: &str) -> Result<(), Error> {
+    let bad = |slot: usize, message: String| Error::Instruction {
+        section: section.to_string(),
+        function: function.to_string(),
+        slot,
+        message,
+    };
+    let mut i = 0;
+    while i < insns.len() {
+        if insns[i].code == LD_IMM64 {
+            match insns.get(i + 1) {
+                None => {
+                    return Err(bad(
+                        i,
+                        "ld_imm64 missing its second half (function ends)".into(),
+                    ));
+                }
+                Some(next) if next.code != 0 || next.dst != 0 || next.src != 0 || next.off != 0 => {
+                    return Err(bad(
+                        i,
+                        format!(
+                            "ld_imm64 missing its second half (next slot has opcode {:#04x})",
+                            next.code
+                        ),
+                    ));
+                }
+                Some(_) => i += 2,
+            }
+        } else {
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+fn programs(obj: &Object) -> Vec<Program> {
+    obj.functions
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| obj.sections[f.section].name != ".text")
+        .map(|(i, f)| {
+            let section_name = obj.sections[f.section].name.clone();
+            Program {
+                function: i,
+                prog_type: progs::program_type(&section_name),
+                section_name,
+                is_static: obj.symbols[f.symbol].binding == Binding::Local,
+            }
+        })
+        .collect()
+}
+
+fn maps(obj: &Object) -> Result<Vec<Map>, Error> {
+    let mut out = Vec::new();
+    for (id, sec) in obj.sections.iter().enumerate() {
+        match sec.kind {
+            SectionKind::LegacyMaps => out.extend(maps::legacy_maps(obj, id)?),
+            SectionKind::Maps => out.extend(maps::btf_maps(obj, id)?),
+            SectionKind::Data | SectionKind::ReadOnlyData | SectionKind::Bss => {
+                out.push(maps::global_data_map(obj, id, None))
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn is_kconfig_name(name: &str) -> bool {
+    name.starts_with("CONFIG_") || name.starts_with("LINUX_")
+}
+
+fn externs(obj: &Object) -> Vec<Extern> {
+    let called: std::collections::HashSet<SymbolId> = obj
+        .sections
+        .iter()
+        .filter(|s| s.kind == SectionKind::Code)
+        .flat_map(|s| s.relocations.iter())
+        .filter(|r| r.r_type == super::r_type::R_BPF_64_32)
+        .map(|r| r.symbol)
+        .collect();
+    obj.symbols
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.place == SymbolPlace::Undefined && !s.name.is_empty())
+        .map(|(id, s)| {
+            let kind = if called.contains(&id) || s.kind == SymbolKind::Func {
+                ExternKind::Kfunc
+            } else if is_kconfig_name(&s.name) {
+                ExternKind::Kconfig
+            } else {
+                ExternKind::Ksym
+            };
+            Extern {
+                name: s.name.clone(),
+                symbol: id,
+                kind,
+                weak: s.binding == Binding::Weak,
+                btf_id: None,
+            }
+        })
+        .collect()
+}
+
+fn classify_relocations(obj: &mut Object) -> Result<(), Error> {
+    let mut per_function: Vec<Vec<InsnReloc>> = vec![Vec::new(); obj.functions.len()];
+    for (sec_id, sec) in obj.sections.iter().enumerate() {
+        if sec.kind != SectionKind::Code {
+            continue;
+        }
+        for (index, rel) in sec.relocations.iter().enumerate() {
+            let bad = |message: String| Error::Relocation {
+                section: sec.name.clone(),
+                index,
+                offset: rel.offset,
+                message,
+            };
+            let fid = obj
+                .functions
+                .iter()
+                .position(|f| {
+                    f.section == sec_id
+                        && rel.offset >= f.offset
+                        && rel.offset < f.offset + (f.insns.len() * RawInsn::SIZE) as u64
+                })
+                .ok_or_else(|| bad("not inside any function".into()))?;
+            let f = &obj.functions[fid];
+            let slot = ((rel.offset - f.offset) / RawInsn::SIZE as u64) as usize;
+            let target = reloc::classify(obj, sec_id, index, rel, &f.insns[slot])?;
+            let kind = match target {
+                Target::Map { section, offset } => {
+                    let map = obj
+                        .maps
+                        .iter()
+                        .find(|m| m.section == Some(section) && m.offset == offset)
+                        .ok_or_else(|| {
+                            bad(format!(
+                                "no map defined at offset {offset:#x} of section `{}`",
+                                obj.sections[section].name
+                            ))
+                        })?;
+                    RelocKind::Map {
+                        map: map.name.clone(),
+                    }
+                }
+                Target::Data { section, offset } => RelocKind::GlobalData { section, offset },
+                Target::Code {
+                    section,
+                    offset,
+                    call,
+                } => {
+                    let target = obj
+                        .functions
+                        .iter()
+                        .position(|g| g.section == section && g.offset == offset)
+                        .ok_or_else(|| {
+                            bad(format!(
+                                "{} target offset {offset:#x} of section `{}` is not a function start",
+                                if call { "call" } else { "function address" },
+                                obj.sections[section].name
+                            ))
+                        })?;
+                    if call {
+                        RelocKind::Call { target }
+                    } else {
+                        RelocKind::FuncAddr { target }
+                    }
+                }
+                Target::ExternCall { symbol } => RelocKind::KfuncCall {
+                    name: obj.symbols[symbol].name.clone(),
+                },
+                Target::ExternRef { symbol } => {
+                    let ext = obj.externs.iter().find(|e| e.symbol == symbol);
+                    RelocKind::Extern {
+                        name: obj.symbols[symbol].name.clone(),
+                        kind: ext.map_or(ExternKind::Ksym, |e| e.kind),
+                    }
+                }
+            };
+            per_function[fid].push(InsnReloc {
+                slot,
+                relocation: index,
+                symbol: rel.symbol,
+                kind,
+            });
+        }
+    }
+    for (f, relocs) in obj.functions.iter_mut().zip(per_function) {
+        f.relocations = relocs;
+    }
+    Ok(())
+}
