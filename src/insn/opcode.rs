@@ -83,3 +83,32 @@ pub const BPF_PSEUDO_KFUNC_CALL: u8 = 2;
 
 /// `ld_imm64`: the only 16-byte instruction.
 pub const LD_IMM64: u8 = BPF_LD | BPF_IMM | BPF_DW;
+
+pub fn size(code: u8) -> u8 {
+    code & 0x18
+}
+
+pub fn mode(code: u8) -> u8 {
+    code & 0xe0
+}
+
+pub fn source(code: u8) -> u8 {
+    code & 0x08
+}
+
+// Byte order for ALU|END (the source bit). ALU64|END|TO_LE is the unconditional `bswap`.
+pub const BPF_TO_LE: u8 = 0x00;
+pub const BPF_TO_BE: u8 = 0x08;
+
+// `imm` of STX|ATOMIC.
+pub const BPF_FETCH: i32 = 0x01;
+pub const BPF_XCHG: i32 = 0xe0 | BPF_FETCH;
+pub const BPF_CMPXCHG: i32 = 0xf0 | BPF_FETCH;
+pub const BPF_LOAD_ACQ: i32 = 0x100;
+pub const BPF_STORE_REL: i32 = 0x110;
+
+/// `off` of ALU64|MOV|X that turns it into `addr_space_cast`.
+pub const BPF_ADDR_SPACE_CAST: i16 = 1;
+
+/// `src` of JMP|JCOND: the only condition so far.
+pub const BPF_MAY_GOTO: u8 = 0;
