@@ -15,7 +15,7 @@ pub(super) fn analyze(obj: &mut Object) -> Result<(), Error> {
     obj.functions = functions(obj)?;
     obj.programs = programs(obj);
     obj.maps = maps(obj)?;
-    obj.externs = externs(obj);
+    obj.externs = externs(obj)?;
     if obj.externs.iter().any(|e| e.kind == ExternKind::Kconfig) {
         obj.maps.push(Map {
             name: ".kconfig".into(),
@@ -156,7 +156,7 @@ fn maps(obj: &Object) -> Result<Vec<Map>, Error> {
             SectionKind::LegacyMaps => out.extend(maps::legacy_maps(obj, id)?),
             SectionKind::Maps => out.extend(maps::btf_maps(obj, id)?),
             SectionKind::Data | SectionKind::ReadOnlyData | SectionKind::Bss => {
-                out.push(maps::global_data_map(obj, id, None))
+                out.push(maps::global_data_map(obj, id))
             }
             _ => {}
         }
@@ -168,7 +168,23 @@ fn is_kconfig_name(name: &str) -> bool {
     name.starts_with("CONFIG_") || name.starts_with("LINUX_")
 }
 
-fn externs(obj: &Object) -> Vec<Extern> {
+fn externs(obj: &Object) -> Result<Vec<Extern>, Error> {
+    let mut declared: Vec<(&str, ExternKind, u32)> = Vec::new();
+    if let Some(btf) = &obj.btf {
+        for sec in [".kconfig", ".ksyms"] {
+            let Some((ds, _)) = btf.find_datasec(sec) else {
+                continue;
+            };
+            for v in btf.datasec_vars(ds)? {
+                let kind = match (sec, v.var) {
+                    (".kconfig", _) => ExternKind::Kconfig,
+                    (_, None) => ExternKind::Kfunc,
+                    (_, Some(_)) => ExternKind::Ksym,
+                };
+                declared.push((v.name, kind, v.type_id));
+            }
+        }
+    }
     let called: std::collections::HashSet<SymbolId> = obj
         .sections
         .iter()
@@ -177,27 +193,31 @@ fn externs(obj: &Object) -> Vec<Extern> {
         .filter(|r| r.r_type == super::r_type::R_BPF_64_32)
         .map(|r| r.symbol)
         .collect();
-    obj.symbols
+    Ok(obj
+        .symbols
         .iter()
         .enumerate()
         .filter(|(_, s)| s.place == SymbolPlace::Undefined && !s.name.is_empty())
         .map(|(id, s)| {
-            let kind = if called.contains(&id) || s.kind == SymbolKind::Func {
-                ExternKind::Kfunc
-            } else if is_kconfig_name(&s.name) {
-                ExternKind::Kconfig
-            } else {
-                ExternKind::Ksym
+            // The BTF DATASEC an extern is declared in decides, as in libbpf; objects without BTF
+            // fall back to usage and libbpf's naming conventions.
+            let (kind, btf_id) = match declared.iter().find(|(n, _, _)| *n == s.name) {
+                Some(&(_, kind, btf_id)) => (kind, Some(btf_id)),
+                None if called.contains(&id) || s.kind == SymbolKind::Func => {
+                    (ExternKind::Kfunc, None)
+                }
+                None if is_kconfig_name(&s.name) => (ExternKind::Kconfig, None),
+                None => (ExternKind::Ksym, None),
             };
             Extern {
                 name: s.name.clone(),
                 symbol: id,
                 kind,
                 weak: s.binding == Binding::Weak,
-                btf_id: None,
+                btf_id,
             }
         })
-        .collect()
+        .collect())
 }
 
 fn classify_relocations(obj: &mut Object) -> Result<(), Error> {

@@ -1,7 +1,9 @@
 //! Maps: BTF-defined `.maps`, legacy `maps` (`struct bpf_map_def`), global data and `.kconfig`.
 
+use super::r_type::{R_BPF_64_64, R_BPF_64_ABS64};
 use super::{Object, SectionId, SectionKind, SymbolId, SymbolKind, SymbolPlace};
 use crate::Error;
+use crate::btf::BtfMapDef;
 
 /// `BPF_MAP_TYPE_*` values used by the reader.
 pub mod map_type {
@@ -222,8 +224,13 @@ pub(super) fn legacy_maps(obj: &Object, sec_id: SectionId) -> Result<Vec<Map>, E
 }
 
 /// The ARRAY map libbpf creates for a global data section.
-pub(super) fn global_data_map(obj: &Object, sec_id: SectionId, btf_id: Option<u32>) -> Map {
+pub(super) fn global_data_map(obj: &Object, sec_id: SectionId) -> Map {
     let sec = &obj.sections[sec_id];
+    let btf_id = obj
+        .btf
+        .as_ref()
+        .and_then(|b| b.find_datasec(&sec.name))
+        .map(|(id, _)| id);
     let mut flags = map_flags::MMAPABLE;
     if sec.kind == SectionKind::ReadOnlyData {
         flags |= map_flags::RDONLY_PROG;
@@ -249,14 +256,120 @@ pub(super) fn global_data_map(obj: &Object, sec_id: SectionId, btf_id: Option<u3
     }
 }
 
-/// BTF-defined maps: one per `OBJECT` symbol in `.maps`.
-// TODO(btf-integration): definitions come from the btf module's map parser; until it lands only
-// the symbol layout is read.
+fn def_from_btf(d: &BtfMapDef) -> MapDef {
+    MapDef {
+        map_type: d.map_type.unwrap_or(0),
+        key_size: d.key_size,
+        value_size: d.value_size,
+        key_type: d.key_type_id,
+        value_type: d.value_type_id,
+        max_entries: d.max_entries.unwrap_or(0),
+        map_flags: d.map_flags.unwrap_or(0),
+        pinning: Pinning::from_u32(d.pinning.unwrap_or(0)),
+        numa_node: d.numa_node,
+        map_extra: d.map_extra.unwrap_or(0),
+        inner: d
+            .values
+            .as_ref()
+            .and_then(|v| v.kind.inner())
+            .map(|i| Box::new(def_from_btf(i))),
+    }
+}
+
+/// BTF-defined maps: each `.maps` VAR of the BTF, placed by its symbol (clang leaves DATASEC
+/// offsets 0; libbpf matches variables to symbols by name too), with the `values` initialisers
+/// read from the section's relocations.
 pub(super) fn btf_maps(obj: &Object, sec_id: SectionId) -> Result<Vec<Map>, Error> {
+    let sec = &obj.sections[sec_id];
+    let mut syms: Vec<(SymbolId, &super::Symbol)> = obj
+        .symbols
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.place == SymbolPlace::Section(sec_id) && s.kind == SymbolKind::Object)
+        .collect();
+    syms.sort_by_key(|(_, s)| s.value);
+    let Some(btf) = &obj.btf else {
+        return match syms.first() {
+            None => Ok(Vec::new()),
+            Some((_, s)) => Err(Error::Map {
+                map: s.name.clone(),
+                message: "BTF-defined map in `.maps`, but the object has no .BTF".into(),
+            }),
+        };
+    };
+    let defs = btf.map_defs()?;
     let mut out = Vec::new();
-    for (id, sym) in obj.symbols.iter().enumerate() {
-        if sym.place != SymbolPlace::Section(sec_id) || sym.kind != SymbolKind::Object {
-            continue;
+    for (id, sym) in syms {
+        let bad = |message: String| Error::Map {
+            map: sym.name.clone(),
+            message,
+        };
+        let d = defs
+            .iter()
+            .find(|d| d.name == sym.name)
+            .ok_or_else(|| bad("no VAR of that name in the `.maps` DATASEC".into()))?;
+        if sym.value.checked_add(sym.size).is_none_or(|e| e > sec.size) {
+            return Err(bad(format!(
+                "symbol [{:#x}, +{:#x}) lies outside `.maps` ({:#x} bytes)",
+                sym.value, sym.size, sec.size
+            )));
+        }
+        let mut values = Vec::new();
+        if let Some(v) = &d.values {
+            let start = sym.value + u64::from(v.member_offset);
+            let end = sym.value + sym.size;
+            for (ri, r) in sec.relocations.iter().enumerate() {
+                if r.offset < start || r.offset >= end {
+                    continue;
+                }
+                let bad_rel = |message: String| Error::Relocation {
+                    section: sec.name.clone(),
+                    index: ri,
+                    offset: r.offset,
+                    message,
+                };
+                if (r.offset - start) % 8 != 0 {
+                    return Err(bad_rel(format!(
+                        "not at an 8-byte slot of `{}`'s values",
+                        sym.name
+                    )));
+                }
+                if r.r_type != R_BPF_64_ABS64 && r.r_type != R_BPF_64_64 {
+                    return Err(bad_rel(format!(
+                        "type {} for a `values` initialiser, expected R_BPF_64_ABS64",
+                        r.r_type
+                    )));
+                }
+                let index = ((r.offset - start) / 8) as u32;
+                let target = &obj.symbols[r.symbol];
+                let value = match (v.kind.inner(), target.kind) {
+                    (None, SymbolKind::Func) => MapValue::Program {
+                        index,
+                        function: target.name.clone(),
+                    },
+                    (Some(_), SymbolKind::Object)
+                        if target.place == SymbolPlace::Section(sec_id) =>
+                    {
+                        MapValue::Map {
+                            index,
+                            map: target.name.clone(),
+                        }
+                    }
+                    _ => {
+                        return Err(bad_rel(format!(
+                            "`{}`'s values slot {index} refers to `{}`, which is not a {}",
+                            sym.name,
+                            target.name,
+                            if v.kind.inner().is_some() {
+                                "map in `.maps`"
+                            } else {
+                                "program"
+                            }
+                        )));
+                    }
+                };
+                values.push(value);
+            }
         }
         out.push(Map {
             name: sym.name.clone(),
@@ -265,12 +378,11 @@ pub(super) fn btf_maps(obj: &Object, sec_id: SectionId) -> Result<Vec<Map>, Erro
             symbol: Some(id),
             offset: sym.value,
             size: sym.size,
-            def: MapDef::default(),
-            values: Vec::new(),
+            def: def_from_btf(d),
+            values,
             legacy: None,
-            btf_id: None,
+            btf_id: Some(d.var_id),
         });
     }
-    out.sort_by_key(|m| m.offset);
     Ok(out)
 }

@@ -56,6 +56,7 @@ pub use maps::{LegacyMapDef, Map, MapDef, MapKind, MapValue, Pinning};
 pub use progs::{ProgramType, program_type};
 pub use reloc::{InsnReloc, RelocKind};
 
+use crate::btf::{Btf, BtfExt};
 use crate::insn::RawInsn;
 
 /// Index into [`Object::sections`].
@@ -97,10 +98,11 @@ pub struct Object {
     pub sections: Vec<Section>,
     /// Every kept symbol in symbol table order, without the null symbol.
     pub symbols: Vec<Symbol>,
-    /// Raw `.BTF` bytes, if the object has BTF.
-    pub btf: Option<Vec<u8>>,
-    /// Raw `.BTF.ext` bytes, if present.
-    pub btf_ext: Option<Vec<u8>>,
+    /// The `.BTF` section, if the object has one. Its [`Section`] entry keeps only the position;
+    /// [`Object::write`] serializes this.
+    pub btf: Option<Btf>,
+    /// The `.BTF.ext` section (func_info, line_info, CO-RE relocations), if present.
+    pub btf_ext: Option<BtfExt>,
     /// Every function (`STT_FUNC` symbol with a size) in a code section, ordered by section, then offset.
     pub functions: Vec<Function>,
     /// Entry points: functions outside `.text`.
@@ -151,9 +153,10 @@ pub struct Section {
     pub flags: u64,
     pub align: u64,
     pub entsize: u64,
-    /// Section contents; empty for `SHT_NOBITS`.
+    /// Section contents; empty for `SHT_NOBITS`, and for `.BTF`/`.BTF.ext`, whose contents are
+    /// [`Object::btf`] and [`Object::btf_ext`].
     pub data: Vec<u8>,
-    /// `sh_size`; equals `data.len()` except for `SHT_NOBITS`.
+    /// `sh_size`; equals `data.len()` except for `SHT_NOBITS` and the BTF sections.
     pub size: u64,
     /// Relocations applied to this section (its `.rel<name>` section), in file order.
     pub relocations: Vec<Relocation>,
@@ -298,6 +301,73 @@ impl Object {
     pub fn reanalyze(&mut self) -> Result<(), crate::Error> {
         write::sync_functions(self)?;
         analyze::analyze(self)
+    }
+
+    /// Renumbers the BTF types with `map` and rewrites every id that refers to them: inside
+    /// `.BTF`, in `.BTF.ext` (func_info, CO-RE records), in instructions (`ld_imm64` with
+    /// `BPF_PSEUDO_BTF_ID`, kfunc calls with `BPF_PSEUDO_KFUNC_CALL`), and in the analysis
+    /// (map and extern ids). Nothing changes on error.
+    pub fn apply_btf_id_map(&mut self, map: &crate::btf::TypeIdMap) -> Result<(), crate::Error> {
+        use crate::insn::opcode::{BPF_CALL, BPF_JMP, BPF_PSEUDO_BTF_ID, BPF_PSEUDO_KFUNC_CALL};
+        let Some(btf) = &self.btf else {
+            return Err(crate::Error::Unsupported(
+                "BTF id remap on an object without .BTF".into(),
+            ));
+        };
+        let mut out = self.clone();
+        let mut btf = btf.clone();
+        btf.apply_id_map(map)?;
+        out.btf = Some(btf);
+        if let Some(ext) = &mut out.btf_ext {
+            ext.apply_id_map(map)?;
+        }
+        let remap = |id: &mut u32| -> Result<(), crate::Error> {
+            *id = map.map_id(*id)?;
+            Ok(())
+        };
+        for f in &mut out.functions {
+            for (slot, insn) in f.insns.iter_mut().enumerate() {
+                let btf_ref = (insn.code == crate::insn::opcode::LD_IMM64
+                    && insn.src == BPF_PSEUDO_BTF_ID)
+                    || (insn.code == BPF_JMP | BPF_CALL && insn.src == BPF_PSEUDO_KFUNC_CALL);
+                // Unresolved references (imm 0, as clang emits them) are left for libbpf.
+                if btf_ref && insn.imm > 0 {
+                    let mut id = insn.imm as u32;
+                    remap(&mut id).map_err(|e| crate::Error::Instruction {
+                        section: self.sections[f.section].name.clone(),
+                        function: f.name.clone(),
+                        slot,
+                        message: e.to_string(),
+                    })?;
+                    insn.imm = id as i32;
+                }
+            }
+        }
+        fn remap_def(def: &mut MapDef, map: &crate::btf::TypeIdMap) -> Result<(), crate::Error> {
+            for id in [&mut def.key_type, &mut def.value_type]
+                .into_iter()
+                .flatten()
+            {
+                *id = map.map_id(*id)?;
+            }
+            if let Some(inner) = &mut def.inner {
+                remap_def(inner, map)?;
+            }
+            Ok(())
+        }
+        for m in &mut out.maps {
+            if let Some(id) = &mut m.btf_id {
+                remap(id)?;
+            }
+            remap_def(&mut m.def, map)?;
+        }
+        for e in &mut out.externs {
+            if let Some(id) = &mut e.btf_id {
+                remap(id)?;
+            }
+        }
+        *self = out;
+        Ok(())
     }
 
     pub fn section_by_name(&self, name: &str) -> Option<(SectionId, &Section)> {

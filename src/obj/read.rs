@@ -10,6 +10,7 @@ use super::{
     SymbolPlace, Visibility,
 };
 use crate::Error;
+use crate::btf::{Btf, BtfExt};
 
 const SHT_LLVM_ADDRSIG: u32 = 0x6fff_4c03;
 
@@ -100,7 +101,7 @@ fn check_ident(bytes: &[u8]) -> Result<(), Error> {
 
 /// Classifies a kept section the way libbpf does (by name for data, by flags for code).
 fn section_kind(name: &str, sh_type: u32, flags: u64) -> SectionKind {
-    let exec = flags & u64::from(elf::SHF_EXECINSTR.0) != 0;
+    let exec = flags & elf::SHF_EXECINSTR.0 != 0;
     let named = |prefix: &str| name == prefix || name.starts_with(&format!("{prefix}."));
     if sh_type == elf::SHT_PROGBITS.0 && exec {
         SectionKind::Code
@@ -277,8 +278,8 @@ pub(super) fn read_elf(bytes: &[u8]) -> Result<Object, Error> {
         };
         let kind = section_kind(&name, sh_type, flags);
         match kind {
-            SectionKind::Btf => obj.btf = Some(data.clone()),
-            SectionKind::BtfExt => obj.btf_ext = Some(data.clone()),
+            SectionKind::Btf => obj.btf = Some(Btf::parse(&data)?),
+            SectionKind::BtfExt => obj.btf_ext = Some(BtfExt::parse(&data)?),
             SectionKind::License => {
                 let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
                 obj.license = Some(String::from_utf8_lossy(&data[..end]).into_owned());
@@ -300,6 +301,10 @@ pub(super) fn read_elf(bytes: &[u8]) -> Result<Object, Error> {
             }
             _ => {}
         }
+        let (data, size) = match kind {
+            SectionKind::Btf | SectionKind::BtfExt => (Vec::new(), 0),
+            _ => (data, size),
+        };
         kept[i] = Some(obj.sections.len());
         obj.sections.push(Section {
             name,
@@ -489,6 +494,9 @@ pub(super) fn read_elf(bytes: &[u8]) -> Result<Object, Error> {
             ));
         }
         obj.sections[tid].relocations = out;
+    }
+    if let (Some(btf), Some(ext)) = (&obj.btf, &obj.btf_ext) {
+        ext.check(btf)?;
     }
     Ok(obj)
 }

@@ -80,7 +80,7 @@ pub(super) fn classify(
         offset: rel.offset,
         message,
     };
-    if rel.offset % RawInsn::SIZE as u64 != 0 {
+    if !rel.offset.is_multiple_of(RawInsn::SIZE as u64) {
         return Err(bad("offset is not at an instruction boundary".into()));
     }
     let sym = &obj.symbols[rel.symbol];

@@ -64,20 +64,22 @@ fn werr(e: object::write::Error) -> Error {
 }
 
 /// Section contents as written: `.BTF`/`.BTF.ext` come from the object's BTF fields.
-fn section_bytes<'a>(obj: &'a Object, id: usize) -> &'a [u8] {
+fn section_bytes(obj: &Object, id: usize) -> std::borrow::Cow<'_, [u8]> {
     let s = &obj.sections[id];
-    match s.kind {
-        SectionKind::Btf => obj.btf.as_deref().unwrap_or(&s.data),
-        SectionKind::BtfExt => obj.btf_ext.as_deref().unwrap_or(&s.data),
-        _ => &s.data,
+    match (s.kind, &obj.btf, &obj.btf_ext) {
+        (SectionKind::Btf, Some(b), _) => b.to_bytes().into(),
+        (SectionKind::BtfExt, _, Some(b)) => b.to_bytes().into(),
+        _ => s.data.as_slice().into(),
     }
 }
 
 fn emit(obj: &Object) -> Result<Vec<u8>, Error> {
     let nsec = obj.sections.len();
-    for (i, s) in obj.sections.iter().enumerate() {
+    let contents: Vec<std::borrow::Cow<'_, [u8]>> =
+        (0..nsec).map(|i| section_bytes(obj, i)).collect();
+    for s in &obj.sections {
         if s.sh_type != elf::SHT_NOBITS.0
-            && section_bytes(obj, i).len() as u64 != s.size
+            && s.data.len() as u64 != s.size
             && !matches!(s.kind, SectionKind::Btf | SectionKind::BtfExt)
         {
             return Err(Error::Write(format!(
@@ -132,7 +134,7 @@ fn emit(obj: &Object) -> Result<Vec<u8>, Error> {
         let len = if s.sh_type == elf::SHT_NOBITS.0 {
             0
         } else {
-            section_bytes(obj, i).len() as u64
+            contents[i].len() as u64
         };
         let offset = w.reserve(len, s.align.max(1).next_power_of_two());
         let (rel_name, rel_index) = if s.relocations.is_empty() {
@@ -203,7 +205,7 @@ fn emit(obj: &Object) -> Result<Vec<u8>, Error> {
         w.write_align(s.align.max(1).next_power_of_two());
         debug_assert_eq!(placed[i].offset, w.len());
         if s.sh_type != elf::SHT_NOBITS.0 {
-            w.write(section_bytes(obj, i));
+            w.write(&contents[i]);
         }
     }
     w.write_null_symbol();
@@ -265,7 +267,7 @@ fn emit(obj: &Object) -> Result<Vec<u8>, Error> {
     }
     w.write_shstrtab();
     w.write_null_section_header();
-    for (p, s) in placed.iter().zip(&obj.sections) {
+    for (i, (p, s)) in placed.iter().zip(&obj.sections).enumerate() {
         w.write_section_header(&SectionHeader {
             sh_name: w.section_name_offset(Some(p.name)),
             sh_type: elf::SectionType(s.sh_type),
@@ -275,7 +277,7 @@ fn emit(obj: &Object) -> Result<Vec<u8>, Error> {
             sh_size: if s.sh_type == elf::SHT_NOBITS.0 {
                 s.size
             } else {
-                section_bytes_len(obj, s)
+                contents[i].len() as u64
             },
             sh_link: 0,
             sh_info: 0,
@@ -300,12 +302,4 @@ fn emit(obj: &Object) -> Result<Vec<u8>, Error> {
     w.write_shstrtab_section_header();
     debug_assert_eq!(w.reserved_len(), w.len());
     Ok(buf)
-}
-
-fn section_bytes_len(obj: &Object, s: &super::Section) -> u64 {
-    match s.kind {
-        SectionKind::Btf => obj.btf.as_ref().map_or(s.size, |b| b.len() as u64),
-        SectionKind::BtfExt => obj.btf_ext.as_ref().map_or(s.size, |b| b.len() as u64),
-        _ => s.size,
-    }
 }
