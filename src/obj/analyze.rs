@@ -8,8 +8,7 @@ use super::{
     SymbolPlace, progs,
 };
 use crate::Error;
-use crate::insn::opcode::LD_IMM64;
-use crate::insn::{RawInsn, raw_slots};
+use crate::insn::{RawInsn, decode};
 
 pub(super) fn analyze(obj: &mut Object) -> Result<(), Error> {
     obj.functions = functions(obj)?;
@@ -72,9 +71,14 @@ fn functions(obj: &Object) -> Result<Vec<Function>, Error> {
                 sym.value, sym.size, sec.size
             )));
         };
-        let insns = raw_slots(&sec.data[sym.value as usize..end as usize])
-            .map_err(|len| bad(format!("{len} bytes is not a whole number of slots")))?;
-        check_insns(&insns, &sym.name, &sec.name)?;
+        let insns = decode(&sec.data[sym.value as usize..end as usize]).map_err(|e| {
+            Error::Instruction {
+                section: sec.name.clone(),
+                function: sym.name.clone(),
+                slot: e.slot,
+                message: format!("{} (bytes {:02x?})", e.kind, e.bytes),
+            }
+        })?;
         out.push(Function {
             name: sym.name.clone(),
             symbol: id,
@@ -87,7 +91,7 @@ fn functions(obj: &Object) -> Result<Vec<Function>, Error> {
     out.sort_by_key(|f| (f.section, f.offset));
     for w in out.windows(2) {
         let (a, b) = (&w[0], &w[1]);
-        if a.section == b.section && a.offset + (a.insns.len() * 8) as u64 > b.offset {
+        if a.section == b.section && a.offset + a.byte_len() > b.offset {
             return Err(Error::Elf {
                 context: format!("section `{}`", obj.sections[a.section].name),
                 message: format!("functions `{}` and `{}` overlap", a.name, b.name),
@@ -95,41 +99,6 @@ fn functions(obj: &Object) -> Result<Vec<Function>, Error> {
         }
     }
     Ok(out)
-}
-
-fn check_insns(insns: &[RawInsn], function: &str, section: &str) -> Result<(), Error> {
-    let bad = |slot: usize, message: String| Error::Instruction {
-        section: section.to_string(),
-        function: function.to_string(),
-        slot,
-        message,
-    };
-    let mut i = 0;
-    while i < insns.len() {
-        if insns[i].code == LD_IMM64 {
-            match insns.get(i + 1) {
-                None => {
-                    return Err(bad(
-                        i,
-                        "ld_imm64 missing its second half (function ends)".into(),
-                    ));
-                }
-                Some(next) if next.code != 0 || next.dst != 0 || next.src != 0 || next.off != 0 => {
-                    return Err(bad(
-                        i,
-                        format!(
-                            "ld_imm64 missing its second half (next slot has opcode {:#04x})",
-                            next.code
-                        ),
-                    ));
-                }
-                Some(_) => i += 2,
-            }
-        } else {
-            i += 1;
-        }
-    }
-    Ok(())
 }
 
 fn programs(obj: &Object) -> Vec<Program> {
@@ -239,12 +208,18 @@ fn classify_relocations(obj: &mut Object) -> Result<(), Error> {
                 .position(|f| {
                     f.section == sec_id
                         && rel.offset >= f.offset
-                        && rel.offset < f.offset + (f.insns.len() * RawInsn::SIZE) as u64
+                        && rel.offset < f.offset + f.byte_len()
                 })
                 .ok_or_else(|| bad("not inside any function".into()))?;
             let f = &obj.functions[fid];
             let slot = ((rel.offset - f.offset) / RawInsn::SIZE as u64) as usize;
-            let target = reloc::classify(obj, sec_id, index, rel, &f.insns[slot])?;
+            let at = rel.offset as usize;
+            let raw = RawInsn::from_le_bytes(
+                sec.data[at..at + RawInsn::SIZE]
+                    .try_into()
+                    .expect("relocation range checked on reading"),
+            );
+            let target = reloc::classify(obj, sec_id, index, rel, &raw)?;
             let kind = match target {
                 Target::Map { section, offset } => {
                     let map = obj

@@ -163,33 +163,35 @@ fn convert_legacy_maps(obj: &mut Object) -> Result<(), Error> {
         .iter()
         .filter_map(|&(sym, old, _, _)| sym.map(|s| (old, s)))
         .collect();
-    for fi in 0..obj.functions.len() {
-        for ri in 0..obj.functions[fi].relocations.len() {
-            let (slot, rel_idx, symbol) = {
-                let r = &obj.functions[fi].relocations[ri];
-                (r.slot, r.relocation, r.symbol)
-            };
-            let s = &obj.symbols[symbol];
+    for sec in obj
+        .sections
+        .iter_mut()
+        .filter(|s| s.kind == SectionKind::Code)
+    {
+        for r in &mut sec.relocations {
+            let s = &obj.symbols[r.symbol];
             if s.kind != SymbolKind::Section || s.place != SymbolPlace::Section(sec_id) {
                 continue;
             }
-            let f = &mut obj.functions[fi];
-            if f.insns[slot].code != LD_IMM64 {
+            let at = r.offset as usize;
+            if sec.data[at] != LD_IMM64 {
                 continue;
             }
-            let old = s.value + f.insns[slot].imm as u32 as u64;
+            let imm = i32::from_le_bytes(sec.data[at + 4..at + 8].try_into().expect("4 bytes"));
+            let old = s.value + imm as u32 as u64;
             let Some(&(_, map_sym)) = by_old_offset.iter().find(|(o, _)| *o == old) else {
                 return Err(Error::Map {
                     map: format!("maps+{old:#x}"),
-                    message: format!("function `{}` refers to no map definition", f.name),
+                    message: format!(
+                        "section `{}` refers to no map definition at offset {:#x}",
+                        sec.name, r.offset
+                    ),
                 });
             };
-            f.insns[slot].imm = 0;
-            let sec = f.section;
-            obj.sections[sec].relocations[rel_idx].symbol = map_sym;
+            sec.data[at + 4..at + 8].copy_from_slice(&0i32.to_le_bytes());
+            r.symbol = map_sym;
         }
     }
-    super::write::sync_functions(obj)?;
 
     for &(sym, _, new_off, size) in &moves {
         if let Some(s) = sym {

@@ -57,7 +57,7 @@ pub use progs::{ProgramType, program_type};
 pub use reloc::{InsnReloc, RelocKind};
 
 use crate::btf::{Btf, BtfExt};
-use crate::insn::RawInsn;
+use crate::insn::{RawInsn, SlotInsn};
 
 /// Index into [`Object::sections`].
 pub type SectionId = usize;
@@ -236,8 +236,8 @@ pub struct Function {
     pub section: SectionId,
     /// Byte offset of the first instruction in the section.
     pub offset: u64,
-    /// The function's instruction slots (`ld_imm64` takes two; validated by the decoder).
-    pub insns: Vec<RawInsn>,
+    /// The function's instructions, decoded; slots count from the function start.
+    pub insns: Vec<SlotInsn>,
     /// Relocations inside this function, classified, by slot.
     pub relocations: Vec<InsnReloc>,
 }
@@ -246,6 +246,16 @@ impl Function {
     /// Slot index of the function start inside its section.
     pub fn first_slot(&self) -> usize {
         (self.offset / RawInsn::SIZE as u64) as usize
+    }
+
+    /// Number of 8-byte slots the function occupies.
+    pub fn slot_count(&self) -> usize {
+        self.insns.last().map_or(0, |i| i.slot + i.insn.slots())
+    }
+
+    /// Byte length of the function.
+    pub fn byte_len(&self) -> u64 {
+        (self.slot_count() * RawInsn::SIZE) as u64
     }
 }
 
@@ -308,7 +318,7 @@ impl Object {
     /// `BPF_PSEUDO_BTF_ID`, kfunc calls with `BPF_PSEUDO_KFUNC_CALL`), and in the analysis
     /// (map and extern ids). Nothing changes on error.
     pub fn apply_btf_id_map(&mut self, map: &crate::btf::TypeIdMap) -> Result<(), crate::Error> {
-        use crate::insn::opcode::{BPF_CALL, BPF_JMP, BPF_PSEUDO_BTF_ID, BPF_PSEUDO_KFUNC_CALL};
+        use crate::insn::{Call, Insn, LdImm64};
         let Some(btf) = &self.btf else {
             return Err(crate::Error::Unsupported(
                 "BTF id remap on an object without .BTF".into(),
@@ -326,20 +336,25 @@ impl Object {
             Ok(())
         };
         for f in &mut out.functions {
-            for (slot, insn) in f.insns.iter_mut().enumerate() {
-                let btf_ref = (insn.code == crate::insn::opcode::LD_IMM64
-                    && insn.src == BPF_PSEUDO_BTF_ID)
-                    || (insn.code == BPF_JMP | BPF_CALL && insn.src == BPF_PSEUDO_KFUNC_CALL);
-                // Unresolved references (imm 0, as clang emits them) are left for libbpf.
-                if btf_ref && insn.imm > 0 {
-                    let mut id = insn.imm as u32;
-                    remap(&mut id).map_err(|e| crate::Error::Instruction {
+            for si in &mut f.insns {
+                // Unresolved references (id 0, as clang emits them) are left for libbpf.
+                let id = match &mut si.insn {
+                    Insn::LdImm64 {
+                        value: LdImm64::BtfId { btf_id, .. },
+                        ..
+                    } => btf_id,
+                    Insn::Call(Call::Kfunc { btf_id, .. }) => btf_id,
+                    _ => continue,
+                };
+                if *id > 0 {
+                    let mut new = *id as u32;
+                    remap(&mut new).map_err(|e| crate::Error::Instruction {
                         section: self.sections[f.section].name.clone(),
                         function: f.name.clone(),
-                        slot,
+                        slot: si.slot,
                         message: e.to_string(),
                     })?;
-                    insn.imm = id as i32;
+                    *id = new as i32;
                 }
             }
         }

@@ -24,13 +24,13 @@ pub(super) fn sync_functions(obj: &mut Object) -> Result<(), Error> {
                 f.name, f.symbol
             ))
         })?;
-        let len = (f.insns.len() * 8) as u64;
+        let len = f.byte_len();
         if sym.size != len || sym.value != f.offset {
             return Err(Error::Write(format!(
                 "function `{}` has {} slots at {:#x}, but its symbol covers {} slots at {:#x}; \
                  resizing a function needs the section rebuilt",
                 f.name,
-                f.insns.len(),
+                f.slot_count(),
                 f.offset,
                 sym.size / 8,
                 sym.value
@@ -52,9 +52,7 @@ pub(super) fn sync_functions(obj: &mut Object) -> Result<(), Error> {
                     f.name, sec.name
                 ))
             })?;
-        for (chunk, insn) in dst.chunks_exact_mut(8).zip(&f.insns) {
-            chunk.copy_from_slice(&insn.to_le_bytes());
-        }
+        dst.copy_from_slice(&crate::insn::encode(&f.insns));
     }
     Ok(())
 }
