@@ -6,7 +6,7 @@
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Mutex;
 
-use libbpf_rs::{ObjectBuilder, PrintLevel};
+use libbpf_rs::{ObjectBuilder, PrintLevel, ProgramAttachType, ProgramType};
 
 use crate::Error;
 
@@ -79,6 +79,13 @@ fn load_locked(bytes: &[u8], name: &str) -> Result<LoadReport, String> {
         .map_err(|e| format!("bad object name: {e}"))?
         .open_memory(bytes)
         .map_err(|e| format!("libbpf could not open the object: {e}"))?;
+    let mut open = open;
+    for mut prog in open.progs_mut() {
+        if is_legacy_sockops_section(&prog.section().to_string_lossy()) {
+            prog.set_prog_type(ProgramType::SockOps);
+            prog.set_attach_type(ProgramAttachType::CgroupSockOps);
+        }
+    }
     let obj = open
         .load()
         .map_err(|e| format!("load failed: {e}"))?;
@@ -96,6 +103,13 @@ fn load_locked(bytes: &[u8], name: &str) -> Result<LoadReport, String> {
         });
     }
     Ok(LoadReport { programs })
+}
+
+/// `sockops/<anything>` sections come from the libbpf 0.x era, which matched section names by
+/// prefix; libbpf 1.x only knows the exact name `sockops`. Objects from that era are exactly what
+/// opsplit migrates, so the loader types those programs itself instead of refusing them.
+pub fn is_legacy_sockops_section(section: &str) -> bool {
+    section.starts_with("sockops/")
 }
 
 /// libbpf derives map name prefixes from the object name; keep it a plain identifier.
@@ -129,6 +143,13 @@ mod tests {
     #[test]
     fn object_names_become_identifiers() {
         assert_eq!(sanitize_obj_name("fixtures/ref/syn-rto.op1.o"), "syn_rto_op1");
+    }
+
+    #[test]
+    fn only_prefixed_sockops_sections_are_legacy() {
+        assert!(is_legacy_sockops_section("sockops/stats"));
+        assert!(!is_legacy_sockops_section("sockops"));
+        assert!(!is_legacy_sockops_section("sockopsx"));
     }
 
     #[test]
