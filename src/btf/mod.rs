@@ -237,30 +237,24 @@ impl Btf {
     }
 
     /// Serializes to `.BTF` bytes. For a [`Btf::parse`] result that was not edited, this is the
-    /// input byte for byte. Section order (types or strings first) follows the header as read.
+    /// input byte for byte. Section order (types or strings first) follows the header as read;
+    /// offsets and lengths come from the content (see [`Btf::refresh_header`]).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut types = Vec::new();
         for t in self.types.iter().skip(1) {
             encode_type(t, &mut types);
         }
         let strs = self.strings.as_bytes();
-        let hdr_len = BTF_HEADER_LEN + self.header.extra.len() as u32;
-        let (type_off, str_off) = if self.header.str_off < self.header.type_off {
-            (strs.len() as u32, 0)
-        } else {
-            (0, types.len() as u32)
-        };
-        let mut out = Vec::with_capacity(hdr_len as usize + types.len() + strs.len());
-        out.extend_from_slice(&self.header.magic.to_le_bytes());
-        out.push(self.header.version);
-        out.push(self.header.flags);
-        put_u32(&mut out, hdr_len);
-        put_u32(&mut out, type_off);
-        put_u32(&mut out, types.len() as u32);
-        put_u32(&mut out, str_off);
-        put_u32(&mut out, strs.len() as u32);
-        out.extend_from_slice(&self.header.extra);
-        if str_off == 0 && type_off != 0 {
+        let h = self.layout(types.len());
+        let mut out = Vec::with_capacity(h.hdr_len as usize + types.len() + strs.len());
+        out.extend_from_slice(&h.magic.to_le_bytes());
+        out.push(h.version);
+        out.push(h.flags);
+        for v in [h.hdr_len, h.type_off, h.type_len, h.str_off, h.str_len] {
+            put_u32(&mut out, v);
+        }
+        out.extend_from_slice(&h.extra);
+        if h.str_off < h.type_off {
             out.extend_from_slice(strs);
             out.extend_from_slice(&types);
         } else {
@@ -268,6 +262,38 @@ impl Btf {
             out.extend_from_slice(strs);
         }
         out
+    }
+
+    /// Sets the header's lengths and offsets to what [`Btf::to_bytes`] will write, so that after
+    /// edits `Btf::parse(&btf.to_bytes()) == btf`.
+    pub fn refresh_header(&mut self) {
+        let type_len = self
+            .types
+            .iter()
+            .skip(1)
+            .map(|t| encoded_len(&t.kind))
+            .sum();
+        self.header = self.layout(type_len);
+    }
+
+    /// The header `to_bytes` writes for a type section of `type_len` bytes.
+    fn layout(&self, type_len: usize) -> BtfHeader {
+        let str_len = self.strings.len() as u32;
+        let type_len = type_len as u32;
+        let strings_first = self.header.str_off < self.header.type_off;
+        let (type_off, str_off) = if strings_first {
+            (str_len, 0)
+        } else {
+            (0, type_len)
+        };
+        BtfHeader {
+            hdr_len: BTF_HEADER_LEN + self.header.extra.len() as u32,
+            type_off,
+            type_len,
+            str_off,
+            str_len,
+            ..self.header.clone()
+        }
     }
 
     /// Re-checks the invariants after edits: `void` only at id 0, references in range, name
