@@ -4,7 +4,9 @@ mod common;
 
 use std::path::PathBuf;
 
-use opsplit::obj::{MapKind, Object, SectionKind};
+use opsplit::obj::{
+    ExternKind, MapKind, MapValue, Object, Pinning, ProgramType, RelocKind, SectionKind,
+};
 
 /// Every committed object (`fixtures/**/*.o`), including the per-op reference builds.
 fn all_fixtures() -> Vec<PathBuf> {
@@ -225,5 +227,264 @@ fn kernel_loads_written_objects_with_the_original_tags() {
             v
         };
         assert_eq!(tags(&written), tags(&orig), "{name}: program tags differ");
+    }
+}
+
+/// `tests/data/obj_features.o` (source beside it): ELF features the sock_ops corpus lacks.
+fn features() -> (Vec<u8>, Object) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/obj_features.o");
+    let bytes = std::fs::read(path).expect("tests/data/obj_features.o");
+    let obj = Object::parse(&bytes).expect("features object parses");
+    (bytes, obj)
+}
+
+fn kinds_in(obj: &Object, function: &str) -> Vec<(usize, RelocKind)> {
+    obj.function_by_name(function)
+        .unwrap_or_else(|| panic!("no function {function}"))
+        .relocations
+        .iter()
+        .map(|r| (r.slot, r.kind.clone()))
+        .collect()
+}
+
+fn fid(obj: &Object, name: &str) -> usize {
+    obj.functions.iter().position(|f| f.name == name).unwrap()
+}
+
+#[test]
+fn features_programs_and_subprograms() {
+    let (_, obj) = features();
+    let progs: Vec<(&str, &str, ProgramType)> = obj
+        .programs
+        .iter()
+        .map(|p| {
+            (
+                obj.functions[p.function].name.as_str(),
+                p.section_name.as_str(),
+                p.prog_type.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        progs,
+        vec![
+            ("tail1", "sockops", ProgramType::SockOps),
+            ("prog_a", "sockops", ProgramType::SockOps),
+            ("prog_b", "sockops", ProgramType::SockOps),
+            ("tp", "tp_btf/sched_switch", ProgramType::Tracing),
+            ("wake", "tp_btf/sched_wakeup", ProgramType::Tracing),
+            ("dummy_test_1", "struct_ops/test_1", ProgramType::StructOps),
+        ]
+    );
+    let text: Vec<&str> = obj
+        .functions
+        .iter()
+        .filter(|f| obj.sections[f.section].name == ".text")
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(text, vec!["gsub", "sub", "cb"]);
+    assert_eq!(obj.license.as_deref(), Some("GPL"));
+    assert_eq!(obj.kernel_version, None);
+}
+
+#[test]
+fn features_maps_with_values_inner_maps_and_pinning() {
+    let (_, obj) = features();
+    let pinned = obj.map_by_name("opsplit_objtest_pinned").unwrap();
+    assert_eq!(pinned.kind, MapKind::BtfDefined);
+    assert_eq!(pinned.def.map_type, 1);
+    assert_eq!(pinned.def.pinning, Pinning::ByName);
+    assert_eq!(pinned.def.map_flags, 1, "BPF_F_NO_PREALLOC");
+    assert_eq!(
+        (pinned.def.key_size, pinned.def.value_size),
+        (Some(4), Some(8))
+    );
+    assert!(pinned.def.key_type.is_some() && pinned.def.value_type.is_some());
+    let sized = obj.map_by_name("sized").unwrap();
+    assert_eq!(
+        (sized.def.key_size, sized.def.value_size),
+        (Some(4), Some(8))
+    );
+    assert_eq!((sized.def.key_type, sized.def.max_entries), (None, 4));
+    let jmp = obj.map_by_name("jmp").unwrap();
+    assert_eq!(jmp.def.map_type, 3);
+    assert_eq!(
+        jmp.values,
+        vec![
+            MapValue::Program {
+                index: 1,
+                function: "tail1".into()
+            },
+            MapValue::Program {
+                index: 3,
+                function: "tail1".into()
+            },
+        ]
+    );
+    let outer = obj.map_by_name("outer").unwrap();
+    assert_eq!(outer.def.map_type, 12);
+    assert_eq!(outer.def.inner.as_ref().map(|i| i.map_type), Some(2));
+    assert_eq!(
+        outer.values,
+        vec![
+            MapValue::Map {
+                index: 0,
+                map: "inner1".into()
+            },
+            MapValue::Map {
+                index: 1,
+                map: "inner2".into()
+            },
+        ]
+    );
+    let data: Vec<&str> = obj
+        .maps
+        .iter()
+        .filter(|m| m.kind == MapKind::GlobalData)
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(data, vec![".data", ".rodata", ".bss"]);
+    assert!(obj.maps.iter().any(|m| m.kind == MapKind::Kconfig));
+    let st = obj.section_by_name(".struct_ops.link").unwrap().1;
+    assert_eq!(st.kind, SectionKind::StructOps);
+    assert_eq!(st.relocations.len(), 1);
+    assert_eq!(obj.symbols[st.relocations[0].symbol].name, "dummy_test_1");
+}
+
+#[test]
+fn features_externs_by_btf_datasec() {
+    let (_, obj) = features();
+    let ex: Vec<(&str, ExternKind, bool, bool)> = obj
+        .externs
+        .iter()
+        .map(|e| (e.name.as_str(), e.kind, e.weak, e.btf_id.is_some()))
+        .collect();
+    let want = [
+        ("LINUX_KERNEL_VERSION", ExternKind::Kconfig, false, true),
+        ("CONFIG_BPF_SYSCALL", ExternKind::Kconfig, true, true),
+        ("bpf_task_acquire", ExternKind::Kfunc, true, true),
+        ("bpf_task_release", ExternKind::Kfunc, false, true),
+        ("runqueues", ExternKind::Ksym, false, true),
+    ];
+    for w in want {
+        assert!(ex.contains(&w), "missing extern {w:?} in {ex:?}");
+    }
+    assert_eq!(ex.len(), want.len(), "{ex:?}");
+}
+
+#[test]
+fn features_code_relocations_are_classified() {
+    let (_, obj) = features();
+    let a = kinds_in(&obj, "prog_a");
+    let map = |m: &str| RelocKind::Map { map: m.into() };
+    assert!(
+        a.iter()
+            .filter(|(_, k)| *k == map("opsplit_objtest_pinned"))
+            .count()
+            == 2
+    );
+    assert!(a.iter().any(|(_, k)| *k == map("jmp")));
+    // `sub` is static: clang calls it through the .text section symbol plus an addend.
+    assert!(a.iter().any(|(_, k)| *k
+        == RelocKind::Call {
+            target: fid(&obj, "sub")
+        }));
+    assert!(a.iter().any(|(_, k)| *k
+        == RelocKind::Call {
+            target: fid(&obj, "gsub")
+        }));
+    assert!(a.iter().any(|(_, k)| *k
+        == RelocKind::Extern {
+            name: "LINUX_KERNEL_VERSION".into(),
+            kind: ExternKind::Kconfig
+        }));
+    let b = kinds_in(&obj, "prog_b");
+    assert!(b.iter().any(|(_, k)| *k
+        == RelocKind::FuncAddr {
+            target: fid(&obj, "cb")
+        }));
+    let bss = obj.section_by_name(".bss").unwrap().0;
+    let cb: Vec<RelocKind> = kinds_in(&obj, "cb").into_iter().map(|(_, k)| k).collect();
+    assert_eq!(
+        cb,
+        vec![RelocKind::GlobalData {
+            section: bss,
+            offset: 0
+        }]
+    );
+    let tp = kinds_in(&obj, "tp");
+    assert!(tp.iter().any(|(_, k)| *k
+        == RelocKind::Extern {
+            name: "bpf_task_acquire".into(),
+            kind: ExternKind::Kfunc
+        }));
+    assert!(tp.iter().any(|(_, k)| *k
+        == RelocKind::KfuncCall {
+            name: "bpf_task_release".into()
+        }));
+    let wake = kinds_in(&obj, "wake");
+    assert!(wake.iter().any(|(_, k)| *k
+        == RelocKind::Extern {
+            name: "runqueues".into(),
+            kind: ExternKind::Ksym
+        }));
+    // Every relocation slot really holds the instruction the classification needs.
+    for f in &obj.functions {
+        for r in &f.relocations {
+            let insn = f
+                .insns
+                .iter()
+                .find(|i| i.slot == r.slot)
+                .expect("slot starts an insn");
+            match r.kind {
+                RelocKind::Call { .. } | RelocKind::KfuncCall { .. } => {
+                    assert!(
+                        matches!(insn.insn, opsplit::insn::Insn::Call(_)),
+                        "{}",
+                        f.name
+                    )
+                }
+                _ => assert!(
+                    matches!(insn.insn, opsplit::insn::Insn::LdImm64 { .. }),
+                    "{}",
+                    f.name
+                ),
+            }
+        }
+    }
+}
+
+#[test]
+fn features_object_round_trips() {
+    let (bytes, obj) = features();
+    let out = obj.write().unwrap();
+    assert_eq!(raw_section(&out, ".BTF"), raw_section(&bytes, ".BTF"));
+    assert_eq!(
+        raw_section(&out, ".BTF.ext"),
+        raw_section(&bytes, ".BTF.ext")
+    );
+    assert_eq!(
+        raw_section(&out, ".struct_ops.link"),
+        raw_section(&bytes, ".struct_ops.link")
+    );
+    let again = Object::parse(&out).unwrap();
+    assert_eq!(again.functions, obj.functions);
+    assert_eq!(again.programs, obj.programs);
+    assert_eq!(again.maps, obj.maps);
+    assert_eq!(again.externs, obj.externs);
+    assert_eq!(relocs(&again), relocs(&obj));
+    let mut b = libbpf_rs::ObjectBuilder::default();
+    let open = b
+        .open_memory(&out)
+        .expect("libbpf opens the written features object");
+    let names: Vec<String> = open
+        .maps()
+        .map(|m| m.name().to_string_lossy().into_owned())
+        .collect();
+    for m in ["jmp", "outer", "opsplit_objtest_pinned", "dummy"] {
+        assert!(
+            names.iter().any(|n| n == m),
+            "libbpf lost map {m}: {names:?}"
+        );
     }
 }
