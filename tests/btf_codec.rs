@@ -1569,16 +1569,29 @@ fn added_types_are_checked_by_validate() {
 // ---------------------------------------------------------------------------------------------
 // Robustness: random and mutated input never panics; whatever is accepted re-serializes exactly.
 
-fn fixture_btf_corpus() -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-    fixtures_with_btf()
-        .into_iter()
-        .map(|(_, b, e)| (b, e))
-        .take(12)
-        .collect()
+/// Up to 12 fixtures' `.BTF` and `.BTF.ext`, read once.
+fn fixture_btf_corpus() -> &'static [(Vec<u8>, Option<Vec<u8>>)] {
+    static CORPUS: std::sync::OnceLock<Vec<(Vec<u8>, Option<Vec<u8>>)>> =
+        std::sync::OnceLock::new();
+    CORPUS.get_or_init(|| {
+        fixtures_with_btf()
+            .into_iter()
+            .map(|(_, b, e)| (b, e))
+            .take(12)
+            .collect()
+    })
+}
+
+/// 512 cases per property unless `PROPTEST_CASES` asks for a longer run.
+fn proptest_cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512)
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: proptest_cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {

@@ -2,8 +2,9 @@
 //!
 //! Matches bpftool 7.1 (the version installed here) line for line, including its quirks (the
 //! comma in `VAR ... type_id=N, linkage=...`, `(anon)` for unnamed entities, `ULL`/`LL` suffixes
-//! on ENUM64 values). Newer bpftool versions print the kind flag of DECL_TAG/TYPE_TAG, which
-//! 7.1 does not know; here such an attribute tag is printed like 7.1 prints it (flag not shown).
+//! on ENUM64 values, `encoding=` on ENUM/ENUM64). bpftool 7.1 predates the DECL_TAG/TYPE_TAG kind
+//! flag (attribute tags, Linux 6.14+): like 7.1, this printer does not show it, whereas newer
+//! bpftool releases may print more for those kinds.
 
 use super::{Btf, IntEncoding, TypeId, TypeKind};
 use std::fmt::Write as _;

@@ -14,6 +14,20 @@
 //!
 //! Only little-endian, non-split (base) BTF is supported: big-endian input is
 //! [`BtfError::Unsupported`], not malformed.
+//!
+//! ```
+//! use opsplit::btf::{Btf, FuncLinkage, Kind};
+//!
+//! // Synthesize BTF for a program, serialize it, and read it back.
+//! let mut btf = Btf::new();
+//! let func = btf.add_program_func("my_prog", FuncLinkage::Global)?;
+//! let bytes = btf.to_bytes();
+//! let back = Btf::parse(&bytes)?;
+//! assert_eq!(back.find_by_name("my_prog", Kind::Func), Some(func));
+//! assert_eq!(back.to_bytes(), bytes);
+//! assert!(back.dump_raw().contains("FUNC 'my_prog' type_id=3 linkage=global"));
+//! # Ok::<(), opsplit::btf::BtfError>(())
+//! ```
 
 mod dump;
 mod edit;
