@@ -9,9 +9,11 @@
 //! * [`load`]: loading objects into the running kernel (libbpf-rs).
 
 pub mod btf;
+pub mod cli;
 pub mod error;
 pub mod insn;
 pub mod load;
 pub mod obj;
+pub mod uapi;
 
 pub use error::Error;
