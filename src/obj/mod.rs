@@ -46,6 +46,7 @@
 
 mod analyze;
 mod convert;
+pub mod disasm;
 pub mod maps;
 pub mod progs;
 mod read;
