@@ -502,6 +502,36 @@ fn every_fixture_program_section_round_trips() {
     assert!(total > 0);
 }
 
+/// A million instructions (the fixtures' code, repeated) decode and re-encode exactly. The time
+/// is printed, not asserted: `cargo test --release --test insn_codec million -- --nocapture`.
+#[test]
+fn a_million_instructions_round_trip() {
+    let mut corpus = Vec::new();
+    for path in common::fixture_objects() {
+        for sec in program_sections(&std::fs::read(&path).unwrap()) {
+            corpus.extend_from_slice(&sec.bytes);
+        }
+    }
+    assert!(!corpus.is_empty());
+    let mut bytes = Vec::with_capacity(8 << 20);
+    while bytes.len() < 8 << 20 {
+        bytes.extend_from_slice(&corpus);
+    }
+    let t = std::time::Instant::now();
+    let insns = decode(&bytes).unwrap();
+    let decoded = t.elapsed();
+    let t = std::time::Instant::now();
+    let back = encode(&insns);
+    let encoded = t.elapsed();
+    assert!(insns.len() >= 1_000_000 - 1_000_000 / 20);
+    assert!(back == bytes);
+    eprintln!(
+        "{} instructions ({} slots): decode {decoded:?}, encode {encoded:?}",
+        insns.len(),
+        bytes.len() / 8
+    );
+}
+
 const LLVM_OBJDUMP: &str = "llvm-objdump-19";
 
 /// Whether the llvm-objdump comparison can run; in CI (`CI` set) its absence is a failure.
@@ -633,6 +663,55 @@ fn disassembly_matches_llvm_objdump_on_every_fixture() {
     }
     eprintln!("compared {compared} instructions");
     assert!(compared > 0);
+}
+
+struct SymbolsOnly(SymbolLabels);
+
+impl Annotations for SymbolsOnly {
+    fn symbols_at(&self, slot: usize) -> Vec<String> {
+        self.0.at(slot as u64).map(str::to_string).collect()
+    }
+    fn target_label(&self, target_slot: i64) -> Option<String> {
+        self.0.label(target_slot)
+    }
+}
+
+/// The whole `disassemble` output (symbol headers, addresses, layout) against llvm-objdump's
+/// complete `--mattr=+alu32` listing of every fixture, byte for byte. Objects with
+/// load-acquire/store-release would need the per-instruction normalisation and are left to the
+/// test above.
+#[test]
+fn full_listing_matches_llvm_objdump_on_every_fixture() {
+    if !llvm_tool_available(
+        LLVM_OBJDUMP,
+        "full_listing_matches_llvm_objdump_on_every_fixture",
+    ) {
+        return;
+    }
+    for path in common::fixture_objects() {
+        let data = std::fs::read(&path).unwrap();
+        let mut ours = format!("\n{}:\tfile format elf64-bpf\n", path.display());
+        let mut newer_than_llvm19 = false;
+        for sec in program_sections(&data) {
+            let insns = decode(&sec.bytes).unwrap();
+            newer_than_llvm19 |= insns
+                .iter()
+                .any(|i| llvm19_cannot_print(&i.insn, true).is_some());
+            ours.push_str(&format!("\nDisassembly of section {}:\n", sec.name));
+            let ann = SymbolsOnly(SymbolLabels::new(sec.symbols));
+            disassemble(&mut ours, &insns, &ann, DisasmOptions { alu32: true }).unwrap();
+        }
+        if newer_than_llvm19 {
+            continue;
+        }
+        let out = Command::new(LLVM_OBJDUMP)
+            .args(["-d", "--no-show-raw-insn", "--mattr=+alu32"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let theirs = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(ours, theirs, "{}", common::fixture_name(&path));
+    }
 }
 
 /// Every instruction form LLVM 19 can assemble, in its own syntax.

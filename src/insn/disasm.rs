@@ -30,7 +30,7 @@ pub struct DisasmOptions {
 
 /// One BTF `line_info` record, resolved to strings.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct LineInfo<'a> {
+pub struct SourceLine<'a> {
     pub file: &'a str,
     pub line: u32,
     pub col: u32,
@@ -41,7 +41,7 @@ pub struct LineInfo<'a> {
 /// Optional per-slot annotations for [`disassemble`]. Every method defaults to "none".
 pub trait Annotations {
     /// Source line to print before the instruction at `slot`, as `; text`.
-    fn line_at(&self, _slot: usize) -> Option<LineInfo<'_>> {
+    fn line_at(&self, _slot: usize) -> Option<SourceLine<'_>> {
         None
     }
 
@@ -490,4 +490,248 @@ pub fn disassemble(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(i: Insn, alu32: bool) -> String {
+        let mut s = String::new();
+        write_insn(&mut s, &i, DisasmOptions { alu32 }, None).unwrap();
+        s
+    }
+
+    // Forms llvm-objdump-19 cannot print (the llvm comparison skips them), pinned here to the
+    // spelling of newer LLVM and the kernel.
+    #[test]
+    fn forms_newer_than_llvm19() {
+        let (r0, r1, r2) = (Reg::R0, Reg::R1, Reg::R2);
+        let la = |size| Insn::LoadAcquire {
+            size,
+            dst: r0,
+            src: r1,
+            off: 0x10,
+        };
+        assert_eq!(
+            text(la(Size::B), false),
+            "w0 = load_acquire((u8 *)(r1 + 0x10))"
+        );
+        assert_eq!(
+            text(la(Size::DW), false),
+            "r0 = load_acquire((u64 *)(r1 + 0x10))"
+        );
+        let sr = |size| Insn::StoreRelease {
+            size,
+            dst: r1,
+            src: r2,
+            off: -8,
+        };
+        assert_eq!(
+            text(sr(Size::H), true),
+            "store_release((u16 *)(r1 - 0x8), w2)"
+        );
+        assert_eq!(
+            text(sr(Size::DW), true),
+            "store_release((u64 *)(r1 - 0x8), r2)"
+        );
+        let a32 = |op| Insn::Atomic {
+            width: Width::W32,
+            op,
+            dst: r1,
+            src: r2,
+            off: 4,
+        };
+        // Without alu32, LLVM 19 prints only this one 32-bit atomic, with an `r` register.
+        assert_eq!(
+            text(a32(AtomicOp::Add), false),
+            "lock *(u32 *)(r1 + 0x4) += r2"
+        );
+        assert_eq!(
+            text(a32(AtomicOp::Add), true),
+            "lock *(u32 *)(r1 + 0x4) += w2"
+        );
+        assert_eq!(
+            text(a32(AtomicOp::Xor), false),
+            "lock *(u32 *)(r1 + 0x4) ^= w2"
+        );
+        assert_eq!(
+            text(a32(AtomicOp::FetchAdd), false),
+            "w2 = atomic_fetch_add((u32 *)(r1 + 0x4), w2)"
+        );
+    }
+
+    #[test]
+    fn fields_llvm_drops_are_shown() {
+        let ind = Insn::LdInd {
+            size: NarrowSize::H,
+            src: Reg::R3,
+            imm: -4,
+        };
+        assert_eq!(text(ind, false), "r0 = *(u16 *)skb[r3 - 0x4]");
+        let ind0 = Insn::LdInd {
+            size: NarrowSize::H,
+            src: Reg::R3,
+            imm: 0,
+        };
+        assert_eq!(text(ind0, false), "r0 = *(u16 *)skb[r3]");
+        let mv = Insn::LdImm64 {
+            dst: Reg::R1,
+            value: LdImm64::MapValue { fd: 7, off: 16 },
+        };
+        assert_eq!(text(mv, false), "ld_pseudo\tr1, 0x2, 0x7, 0x10");
+        let fd = Insn::LdImm64 {
+            dst: Reg::R1,
+            value: LdImm64::MapFd(-7),
+        };
+        assert_eq!(text(fd, false), "ld_pseudo\tr1, 0x1, 0xfffffff9");
+    }
+
+    #[test]
+    fn extreme_immediates() {
+        let v = Insn::LdImm64 {
+            dst: Reg::R1,
+            value: LdImm64::Imm(i64::MIN),
+        };
+        assert_eq!(text(v, false), "r1 = -0x8000000000000000 ll");
+        let j = Insn::Jmp {
+            width: Width::W64,
+            cond: JmpCond::Sle,
+            dst: Reg::R1,
+            src: Src::Imm(i32::MIN),
+            off: i16::MIN,
+        };
+        assert_eq!(text(j, false), "if r1 s<= -0x80000000 goto -0x8000");
+        let s = Insn::Store {
+            size: Size::B,
+            dst: Reg::R10,
+            off: i16::MIN,
+            src: Src::Imm(-1),
+        };
+        assert_eq!(text(s, false), "*(u8 *)(r10 - 0x8000) = -0x1");
+    }
+
+    #[test]
+    fn labels_follow_the_nearest_preceding_symbol() {
+        let l = SymbolLabels::new(vec![
+            (10, "sub".into()),
+            (0, "prog".into()),
+            (10, "alias".into()),
+        ]);
+        assert_eq!(l.label(0).as_deref(), Some("prog"));
+        assert_eq!(l.label(3).as_deref(), Some("prog+0x18"));
+        assert_eq!(l.label(10).as_deref(), Some("sub"));
+        assert_eq!(l.label(12).as_deref(), Some("sub+0x10"));
+        // llvm-objdump's addresses are unsigned 64-bit: -1 wraps to the far end.
+        assert_eq!(l.label(-1).as_deref(), Some("sub+0xffffffffffffffa8"));
+        assert_eq!(l.at(10).collect::<Vec<_>>(), ["sub", "alias"]);
+        assert_eq!(SymbolLabels::new(vec![(4, "late".into())]).label(1), None);
+    }
+
+    struct Ann(SymbolLabels);
+
+    impl Annotations for Ann {
+        fn line_at(&self, slot: usize) -> Option<SourceLine<'_>> {
+            match slot {
+                0 => Some(SourceLine {
+                    file: "a.c",
+                    line: 3,
+                    col: 2,
+                    text: "\tint x = 1;",
+                }),
+                2 => Some(SourceLine {
+                    file: "a.c",
+                    line: 9,
+                    col: 1,
+                    text: "",
+                }),
+                _ => None,
+            }
+        }
+        fn symbols_at(&self, slot: usize) -> Vec<String> {
+            self.0.at(slot as u64).map(str::to_string).collect()
+        }
+        fn target_label(&self, t: i64) -> Option<String> {
+            self.0.label(t)
+        }
+        fn relocs_at(&self, slot: usize) -> Vec<String> {
+            if slot == 1 {
+                vec!["R_BPF_64_64\tm".into()]
+            } else {
+                vec![]
+            }
+        }
+    }
+
+    #[test]
+    fn disassemble_interleaves_symbols_lines_and_relocations() {
+        let insns = [
+            SlotInsn {
+                slot: 0,
+                insn: Insn::Alu {
+                    width: Width::W64,
+                    op: AluOp::Mov,
+                    dst: Reg::R0,
+                    src: Src::Imm(1),
+                },
+            },
+            SlotInsn {
+                slot: 1,
+                insn: Insn::LdImm64 {
+                    dst: Reg::R1,
+                    value: LdImm64::Imm(0),
+                },
+            },
+            SlotInsn {
+                slot: 3,
+                insn: Insn::Ja { off: -4 },
+            },
+            SlotInsn {
+                slot: 4,
+                insn: Insn::EXIT,
+            },
+        ];
+        let ann = Ann(SymbolLabels::new(vec![
+            (0, "prog".into()),
+            (4, "out".into()),
+        ]));
+        let mut s = String::new();
+        disassemble(&mut s, &insns, &ann, DisasmOptions::default()).unwrap();
+        assert_eq!(
+            s,
+            "\n0000000000000000 <prog>:\n\
+             ; \tint x = 1;\n       0:\tr0 = 0x1\n\
+             \x20      1:\tr1 = 0x0 ll\n\
+             \t\t0000000000000008:  R_BPF_64_64\tm\n\
+             \x20      3:\tgoto -0x4 <prog>\n\
+             \n0000000000000020 <out>:\n\
+             \x20      4:\texit\n"
+        );
+        let mut plain = String::new();
+        disassemble(
+            &mut plain,
+            &insns[2..3],
+            &NoAnnotations,
+            DisasmOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(plain, "       3:\tgoto -0x4\n");
+    }
+
+    #[test]
+    fn source_line_without_text_shows_its_position() {
+        let insns = [SlotInsn {
+            slot: 2,
+            insn: Insn::EXIT,
+        }];
+        let mut s = String::new();
+        disassemble(
+            &mut s,
+            &insns,
+            &Ann(SymbolLabels::default()),
+            DisasmOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(s, "; a.c:9:1\n       2:\texit\n");
+    }
 }

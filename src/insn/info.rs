@@ -213,3 +213,265 @@ impl Insn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(regs: &[u8]) -> RegSet {
+        regs.iter().map(|&r| Reg::new(r).unwrap()).collect()
+    }
+
+    #[test]
+    fn registers_read_and_written() {
+        let (r0, r1, r2) = (Reg::R0, Reg::R1, Reg::R2);
+        let cases: Vec<(Insn, &[u8], &[u8])> = vec![
+            (
+                Insn::Alu {
+                    width: Width::W64,
+                    op: AluOp::Mov,
+                    dst: r1,
+                    src: Src::Reg(r2),
+                },
+                &[2],
+                &[1],
+            ),
+            (
+                Insn::Alu {
+                    width: Width::W32,
+                    op: AluOp::Add,
+                    dst: r1,
+                    src: Src::Reg(r2),
+                },
+                &[1, 2],
+                &[1],
+            ),
+            (
+                Insn::Alu {
+                    width: Width::W64,
+                    op: AluOp::Mov,
+                    dst: r1,
+                    src: Src::Imm(3),
+                },
+                &[],
+                &[1],
+            ),
+            (
+                Insn::Alu {
+                    width: Width::W64,
+                    op: AluOp::Lsh,
+                    dst: r1,
+                    src: Src::Imm(3),
+                },
+                &[1],
+                &[1],
+            ),
+            (
+                Insn::Neg {
+                    width: Width::W64,
+                    dst: r1,
+                },
+                &[1],
+                &[1],
+            ),
+            (
+                Insn::MovSx {
+                    width: Width::W64,
+                    from: NarrowSize::B,
+                    dst: r1,
+                    src: r2,
+                },
+                &[2],
+                &[1],
+            ),
+            (
+                Insn::LdImm64 {
+                    dst: r1,
+                    value: LdImm64::Imm(5),
+                },
+                &[],
+                &[1],
+            ),
+            (
+                Insn::Load {
+                    size: Size::W,
+                    dst: r1,
+                    src: Reg::R10,
+                    off: -4,
+                },
+                &[10],
+                &[1],
+            ),
+            (
+                Insn::Store {
+                    size: Size::W,
+                    dst: Reg::R10,
+                    off: -4,
+                    src: Src::Reg(r1),
+                },
+                &[1, 10],
+                &[],
+            ),
+            (
+                Insn::Store {
+                    size: Size::W,
+                    dst: Reg::R10,
+                    off: -4,
+                    src: Src::Imm(0),
+                },
+                &[10],
+                &[],
+            ),
+            (
+                Insn::Atomic {
+                    width: Width::W64,
+                    op: AtomicOp::Add,
+                    dst: r1,
+                    src: r2,
+                    off: 0,
+                },
+                &[1, 2],
+                &[],
+            ),
+            (
+                Insn::Atomic {
+                    width: Width::W64,
+                    op: AtomicOp::FetchOr,
+                    dst: r1,
+                    src: r2,
+                    off: 0,
+                },
+                &[1, 2],
+                &[2],
+            ),
+            (
+                Insn::Atomic {
+                    width: Width::W64,
+                    op: AtomicOp::Xchg,
+                    dst: r1,
+                    src: r2,
+                    off: 0,
+                },
+                &[1, 2],
+                &[2],
+            ),
+            (
+                Insn::Atomic {
+                    width: Width::W32,
+                    op: AtomicOp::CmpXchg,
+                    dst: r1,
+                    src: r2,
+                    off: 0,
+                },
+                &[0, 1, 2],
+                &[0],
+            ),
+            (
+                Insn::LoadAcquire {
+                    size: Size::DW,
+                    dst: r0,
+                    src: r1,
+                    off: 0,
+                },
+                &[1],
+                &[0],
+            ),
+            (
+                Insn::StoreRelease {
+                    size: Size::DW,
+                    dst: r1,
+                    src: r2,
+                    off: 0,
+                },
+                &[1, 2],
+                &[],
+            ),
+            (
+                Insn::LdAbs {
+                    size: NarrowSize::B,
+                    imm: 1,
+                },
+                &[6],
+                &[0, 1, 2, 3, 4, 5],
+            ),
+            (
+                Insn::LdInd {
+                    size: NarrowSize::B,
+                    src: Reg::R7,
+                    imm: 1,
+                },
+                &[6, 7],
+                &[0, 1, 2, 3, 4, 5],
+            ),
+            (
+                Insn::Jmp {
+                    width: Width::W32,
+                    cond: JmpCond::Set,
+                    dst: r1,
+                    src: Src::Reg(r2),
+                    off: 1,
+                },
+                &[1, 2],
+                &[],
+            ),
+            (
+                Insn::Call(Call::Helper(1)),
+                &[1, 2, 3, 4, 5],
+                &[0, 1, 2, 3, 4, 5],
+            ),
+            (Insn::EXIT, &[0], &[]),
+            (Insn::Ja { off: 1 }, &[], &[]),
+        ];
+        for (insn, read, written) in cases {
+            assert_eq!(insn.regs_read(), set(read), "read by {insn:?}");
+            assert_eq!(insn.regs_written(), set(written), "written by {insn:?}");
+        }
+    }
+
+    #[test]
+    fn control_flow_facts() {
+        let j = Insn::Jmp {
+            width: Width::W64,
+            cond: JmpCond::Eq,
+            dst: Reg::R1,
+            src: Src::Imm(0),
+            off: -3,
+        };
+        assert_eq!(j.jump_target(10), Some(8));
+        assert!(j.is_jump() && j.is_cond_jump() && j.ends_block() && j.falls_through());
+        let ja = Insn::Ja { off: 2 };
+        assert_eq!(ja.jump_target(0), Some(3));
+        assert!(ja.ends_block() && !ja.falls_through() && !ja.is_cond_jump());
+        assert_eq!(Insn::Gotol { off: -70000 }.jump_target(5), Some(-69994));
+        let mg = Insn::MayGoto { off: 4 };
+        assert!(mg.is_cond_jump() && mg.falls_through() && mg.jump_target(1) == Some(6));
+        assert!(Insn::EXIT.ends_block() && !Insn::EXIT.falls_through() && !Insn::EXIT.is_jump());
+        let call = Insn::Call(Call::Helper(12));
+        assert_eq!(call.helper_id(), Some(12));
+        assert!(!call.ends_block() && call.falls_through() && call.jump_target(0).is_none());
+        assert_eq!(Insn::Call(Call::Local(-1)).subprog_target(7), Some(7));
+        let f = Insn::LdImm64 {
+            dst: Reg::R2,
+            value: LdImm64::Func {
+                offset: 3,
+                next_imm: 0,
+            },
+        };
+        assert_eq!((f.subprog_target(4), f.slots()), (Some(8), 2));
+        assert_eq!(
+            Insn::Call(Call::Kfunc { btf_id: 5, off: 0 }).helper_id(),
+            None
+        );
+    }
+
+    #[test]
+    fn regset_basics() {
+        let s = set(&[0, 10, 3]);
+        assert_eq!(s.len(), 3);
+        assert!(s.contains(Reg::R10) && !s.contains(Reg::R1));
+        assert_eq!(s.iter().collect::<Vec<_>>(), [Reg::R0, Reg::R3, Reg::R10]);
+        assert_eq!(format!("{s:?}"), "{r0, r3, r10}");
+        assert!(RegSet::EMPTY.is_empty());
+        assert_eq!(RegSet::ARGS | RegSet::of(Reg::R0), RegSet::CALLER_SAVED);
+    }
+}

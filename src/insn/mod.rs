@@ -34,7 +34,7 @@ mod types;
 
 pub use decode::{DecodeError, DecodeErrorKind, Decoder, Field, decode, decode_one, decode_raw};
 pub use disasm::{
-    Annotations, DisasmOptions, LineInfo, NoAnnotations, SymbolLabels, disassemble, write_insn,
+    Annotations, DisasmOptions, NoAnnotations, SourceLine, SymbolLabels, disassemble, write_insn,
 };
 pub use encode::encode;
 pub use info::RegSet;
