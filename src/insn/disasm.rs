@@ -96,7 +96,7 @@ impl SymbolLabels {
             .iter()
             .find(|s| s.0 == *slot)
             .map_or(name, |s| &s.1);
-        let d = addr - slot * 8;
+        let d = addr.wrapping_sub(slot.wrapping_mul(8));
         Some(if d == 0 {
             first.clone()
         } else {
@@ -469,7 +469,7 @@ pub fn disassemble(
 ) -> fmt::Result {
     for si in insns {
         for sym in ann.symbols_at(si.slot) {
-            write!(out, "\n{:016x} <{sym}>:\n", si.slot as u64 * 8)?;
+            write!(out, "\n{:016x} <{sym}>:\n", (si.slot as u64).wrapping_mul(8))?;
         }
         if let Some(li) = ann.line_at(si.slot) {
             if li.text.is_empty() {
@@ -486,7 +486,7 @@ pub fn disassemble(
         write_insn(out, &si.insn, opts, label.as_deref())?;
         out.write_char('\n')?;
         for r in ann.relocs_at(si.slot) {
-            writeln!(out, "\t\t{:016x}:  {r}", si.slot as u64 * 8)?;
+            writeln!(out, "\t\t{:016x}:  {r}", (si.slot as u64).wrapping_mul(8))?;
         }
     }
     Ok(())

@@ -26,7 +26,7 @@
 //! ```
 
 mod decode;
-mod disasm;
+pub mod disasm;
 mod encode;
 mod info;
 pub mod opcode;
