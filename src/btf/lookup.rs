@@ -42,7 +42,10 @@ impl Btf {
         self.type_by_id(id).ok_or_else(|| {
             Self::lookup_err(
                 id,
-                format!("no such type (ids go up to {})", self.types.len() - 1),
+                format!(
+                    "no such type (the last type id is {})",
+                    self.types.len().saturating_sub(1)
+                ),
             )
         })
     }

@@ -35,7 +35,9 @@ pub struct BtfMapDef {
     pub var_id: TypeId,
     /// The STRUCT describing the map (after skipping modifiers/typedefs).
     pub def_id: TypeId,
-    /// Byte offset and size of the variable inside the `.maps` section (from the DATASEC).
+    /// Offset and size of the variable as the `.maps` DATASEC records them. clang writes offset
+    /// 0 for every variable (libbpf fixes offsets up from the ELF symbols), so the object layer
+    /// should take the offset from the map's symbol.
     pub offset: u32,
     pub size: u32,
     pub map_type: Option<u32>,

@@ -357,7 +357,7 @@ impl Btf {
             t.kind.for_each_ref(|r| {
                 if err.is_none() && r as usize >= n {
                     err = Some(format!(
-                        "references type id {r}, but only ids 0..{} exist",
+                        "references type id {r}, but the last type id is {}",
                         n - 1
                     ));
                 }
