@@ -1645,10 +1645,12 @@ fn added_types_are_checked_by_validate() {
 // ---------------------------------------------------------------------------------------------
 // Robustness: random and mutated input never panics; whatever is accepted re-serializes exactly.
 
-/// Up to 12 fixtures' `.BTF` and `.BTF.ext`, read once.
-fn fixture_btf_corpus() -> &'static [(Vec<u8>, Option<Vec<u8>>)] {
-    static CORPUS: std::sync::OnceLock<Vec<(Vec<u8>, Option<Vec<u8>>)>> =
-        std::sync::OnceLock::new();
+/// A fixture's `.BTF` and, if present, `.BTF.ext` bytes.
+type BtfSections = (Vec<u8>, Option<Vec<u8>>);
+
+/// Up to 12 fixtures' sections, read once.
+fn fixture_btf_corpus() -> &'static [BtfSections] {
+    static CORPUS: std::sync::OnceLock<Vec<BtfSections>> = std::sync::OnceLock::new();
     CORPUS.get_or_init(|| {
         fixtures_with_btf()
             .into_iter()
