@@ -1266,21 +1266,21 @@ fn btf_ext_records_and_errors() {
     let btf = Btf::parse(&raw_btf(&INT_WORDS, STRS)).unwrap();
     assert_eq!(
         ext.check(&btf).unwrap_err().to_string(),
-        ".BTF.ext at byte 0: func_info in 'int' at insn_off 16: type [1] is INT, not FUNC"
+        ".BTF.ext: func_info in 'int' at insn_off 16: type [1] is INT, not FUNC"
     );
     let mut e2 = ext.clone();
     e2.func_info.sections.clear();
     e2.line_info.sections[0].records[0].insn_off = 12;
     assert_eq!(
         e2.check(&btf).unwrap_err().to_string(),
-        ".BTF.ext at byte 0: line_info record insn_off 12 is not a multiple of 8 (a whole instruction)"
+        ".BTF.ext: line_info record insn_off 12 is not a multiple of 8 (a whole instruction)"
     );
     let mut e3 = ext.clone();
     e3.func_info.sections.clear();
     e3.core_relo.sections[0].sec_name_off = 77;
     assert_eq!(
         e3.check(&btf).unwrap_err().to_string(),
-        ".BTF.ext at byte 0: core_relo section name offset 77 is past the end of the .BTF string table"
+        ".BTF.ext: core_relo section name offset 77 is past the end of the .BTF string table"
     );
 }
 

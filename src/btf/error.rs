@@ -57,6 +57,10 @@ pub enum BtfError {
     /// header version, data outside the known sub-sections).
     #[error("{section}: unsupported: {what}")]
     Unsupported { section: Section, what: String },
+    /// A `.BTF.ext` record refers to something `.BTF` does not have (found by
+    /// [`super::BtfExt::check`], which works on parsed records and so has no byte offset).
+    #[error(".BTF.ext: {what}")]
+    ExtRef { what: String },
     /// A query could not be answered (missing type, wrong kind, reference cycle).
     #[error("BTF type [{id}]: {what}")]
     Lookup { id: TypeId, what: String },

@@ -638,11 +638,7 @@ impl BtfExt {
     /// strings are string offsets inside `btf`'s table; func_info types are FUNCs; CO-RE types
     /// exist; every `insn_off` is a multiple of 8 (a whole instruction).
     pub fn check(&self, btf: &Btf) -> Result<(), BtfError> {
-        let bad = |what: String| BtfError::Malformed {
-            section: Section::BtfExt,
-            offset: 0,
-            what,
-        };
+        let bad = |what: String| BtfError::ExtRef { what };
         let str_ok = |off: u32| (off as usize) < btf.strings.len();
         let sec_name = |off: u32| btf.strings.get_lossy(off).unwrap_or_default().into_owned();
         fn groups<T: ExtRecord>(
