@@ -3,9 +3,10 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, OnceLock};
 
 use object::{Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
 use opsplit::insn::*;
@@ -548,11 +549,23 @@ fn llvm_tool_available(tool: &str, test: &str) -> bool {
     }
 }
 
-/// `section name -> [(slot, text)]` from llvm-objdump's `-d --no-show-raw-insn` output.
-fn llvm_disassembly(path: &Path, extra: &[&str]) -> BTreeMap<String, Vec<(usize, String)>> {
+/// llvm-objdump's `-d --no-show-raw-insn` listing of `path`, in the `+alu32` syntax or not.
+/// Cached: two tests read the same listings.
+fn llvm_objdump_text(path: &Path, alu32: bool) -> String {
+    type Cache = Mutex<HashMap<(PathBuf, bool), String>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let key = (path.to_path_buf(), alu32);
+    if let Some(t) = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .get(&key)
+    {
+        return t.clone();
+    }
     let out = Command::new(LLVM_OBJDUMP)
         .args(["-d", "--no-show-raw-insn"])
-        .args(extra)
+        .args(alu32.then_some("--mattr=+alu32"))
         .arg(path)
         .output()
         .expect("run llvm-objdump");
@@ -562,6 +575,18 @@ fn llvm_disassembly(path: &Path, extra: &[&str]) -> BTreeMap<String, Vec<(usize,
         path.display()
     );
     let text = String::from_utf8(out.stdout).expect("utf-8 disassembly");
+    CACHE
+        .get()
+        .unwrap()
+        .lock()
+        .unwrap()
+        .insert(key, text.clone());
+    text
+}
+
+/// `section name -> [(slot, text)]` from llvm-objdump's listing.
+fn llvm_disassembly(path: &Path, alu32: bool) -> BTreeMap<String, Vec<(usize, String)>> {
+    let text = llvm_objdump_text(path, alu32);
     let mut map: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
     let mut cur: Option<String> = None;
     for line in text.lines() {
@@ -602,8 +627,8 @@ fn llvm19_cannot_print(insn: &Insn, alu32: bool) -> Option<&'static str> {
 /// `llvm19_cannot_print`. Returns the number of instructions compared.
 fn compare_with_llvm_objdump(path: &Path) -> usize {
     let data = std::fs::read(path).unwrap();
-    let plain = llvm_disassembly(path, &[]);
-    let alu32 = llvm_disassembly(path, &["--mattr=+alu32"]);
+    let plain = llvm_disassembly(path, false);
+    let alu32 = llvm_disassembly(path, true);
     let mut compared = 0;
     for sec in program_sections(&data) {
         let insns = decode(&sec.bytes).unwrap();
@@ -704,12 +729,7 @@ fn full_listing_matches_llvm_objdump_on_every_fixture() {
         if newer_than_llvm19 {
             continue;
         }
-        let out = Command::new(LLVM_OBJDUMP)
-            .args(["-d", "--no-show-raw-insn", "--mattr=+alu32"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let theirs = String::from_utf8(out.stdout).unwrap();
+        let theirs = llvm_objdump_text(&path, true);
         assert_eq!(ours, theirs, "{}", common::fixture_name(&path));
     }
 }
