@@ -75,6 +75,25 @@ const SHAPES: &[Row] = &[
     Row { shape: "v4: bswap", object: "rtt_stats.v4.o", function: "rtt_stats", matcher: isa_bswap, op_based: false },
     Row { shape: "v4: sdiv and smod", object: "rtt_stats.v4.o", function: "rtt_stats", matcher: isa_sdiv_smod, op_based: false },
     Row { shape: "v4: gotol (jump beyond 16-bit offsets)", object: "rtt_stats.v4.o", function: "rtt_stats", matcher: isa_gotol, op_based: false },
+    // --- fixtures 10-18: state, timestamps, program structure, object format ---------------------
+    Row { shape: "CO-RE reads through bpf_skc_to_tcp_sock", object: "sk_storage_state.o", function: "sk_storage_state", matcher: core_reads_via_skc_to_tcp_sock, op_based: false },
+    Row { shape: "sk_txhash written", object: "sk_storage_state.o", function: "sk_storage_state", matcher: sk_txhash_written, op_based: false },
+    Row { shape: "sk_storage get and delete on ctx->sk", object: "sk_storage_state.o", function: "sk_storage_state", matcher: sk_storage_get_delete, op_based: false },
+    Row { shape: "kfuncs bpf_cast_to_kern_ctx and bpf_sock_ops_enable_tx_tstamp", object: "tx_tstamp.o", function: "tx_tstamp", matcher: tx_tstamp_kfuncs, op_based: false },
+    Row { shape: "TX timestamping armed with setsockopt(SOL_SOCKET, SK_BPF_CB_FLAGS)", object: "tx_tstamp.o", function: "tx_tstamp", matcher: setsockopt_sk_bpf_cb_flags, op_based: false },
+    Row { shape: "cb flags set both ways (cb_flags_set and setsockopt TCP_BPF_SOCK_OPS_CB_FLAGS)", object: "cb_flags_both.o", function: "cb_flags_both", matcher: cb_flags_both_ways, op_based: false },
+    Row { shape: "ctx handed to a bpf_loop callback through a stack struct", object: "cb_flags_both.o", function: "cb_flags_both", matcher: loop_callback_reads_ctx, op_based: false },
+    Row { shape: "ctx handed to a bpf_loop callback through a stack struct (v4)", object: "cb_flags_both.v4.o", function: "cb_flags_both", matcher: loop_callback_reads_ctx, op_based: false },
+    Row { shape: "two sockops programs in one object in different sections", object: "multi_prog.o", function: "conn_stats", matcher: sockops_in_two_sections, op_based: false },
+    Row { shape: "several programs in one section", object: "multi_prog.o", function: "tune_client", matcher: several_programs_in_section, op_based: false },
+    Row { shape: "subprogram shared by several programs", object: "multi_prog.o", function: "tune_client", matcher: subprog_shared_by_programs, op_based: false },
+    Row { shape: ".bss global (multi-program object)", object: "multi_prog.o", function: "conn_stats", matcher: global_bss, op_based: false },
+    Row { shape: ".data global (multi-program object)", object: "multi_prog.o", function: "reply_for", matcher: global_data, op_based: false },
+    Row { shape: ".rodata const volatile (multi-program object)", object: "multi_prog.o", function: "reply_for", matcher: global_rodata_hz, op_based: false },
+    Row { shape: "tail call through a statically initialised PROG_ARRAY", object: "tail_call.o", function: "dispatch", matcher: tail_call_static_prog_array, op_based: false },
+    Row { shape: "no BTF at all (built without -g)", object: "nobtf_basic.o", function: "nobtf_basic", matcher: no_btf, op_based: false },
+    Row { shape: "legacy SEC(\"maps\") bpf_map_def and a version section", object: "legacy_maps.o", function: "legacy_clamp", matcher: legacy_maps_and_version, op_based: false },
+    Row { shape: "struct bpf_sock fields read through ctx->sk", object: "listener_policy.o", function: "listener_policy", matcher: bpf_sock_reads, op_based: false },
 ];
 
 /// Places a matcher must *not* fire: near misses that a sloppy matcher would take for the shape.
@@ -95,6 +114,15 @@ const ABSENT: &[Absent] = &[
     Absent { why: "the op stays in r8 in tcp_iw", object: "tcp_iw.o", function: "tcp_iw", matcher: spill_reload },
     Absent { why: "-mcpu=v3 cannot encode gotol: the decay loop stays rolled", object: "rtt_stats.o", function: "rtt_stats", matcher: isa_gotol },
     Absent { why: "-mcpu=v3 has no signed division", object: "rtt_stats.o", function: "rtt_stats", matcher: isa_sdiv_smod },
+    Absent { why: "the CONNECT-only specialization never samples the tcp_sock", object: "ref/sk_storage_state.op3.o", function: "sk_storage_state", matcher: core_reads_via_skc_to_tcp_sock },
+    Absent { why: "sk_txhash is written only on ESTABLISHED", object: "ref/sk_storage_state.op10.o", function: "sk_storage_state", matcher: sk_txhash_written },
+    Absent { why: "the ESTABLISHED-only specialization calls no kfunc", object: "ref/tx_tstamp.op4.o", function: "tx_tstamp", matcher: tx_tstamp_kfuncs },
+    Absent { why: "RETRANS_CB only counts: no bpf_loop", object: "ref/cb_flags_both.op9.o", function: "cb_flags_both", matcher: loop_callback_reads_ctx },
+    Absent { why: "tail_call.o keeps all its programs in one section", object: "tail_call.o", function: "dispatch", matcher: sockops_in_two_sections },
+    Absent { why: "one program per section", object: "sk_storage_state.o", function: "sk_storage_state", matcher: several_programs_in_section },
+    Absent { why: "ACTIVE_ESTABLISHED is handled inline, without a tail call", object: "ref/tail_call.op4.o", function: "dispatch", matcher: tail_call_static_prog_array },
+    Absent { why: "built with -g: has BTF", object: "sk_storage_state.o", function: "sk_storage_state", matcher: no_btf },
+    Absent { why: "BTF-defined maps are not legacy maps", object: "tail_call.o", function: "dispatch", matcher: legacy_maps_and_version },
 ];
 
 // ================================================================================================
@@ -1070,6 +1098,340 @@ fn isa_gotol(s: &Subject) -> Option<String> {
             s.insns[i].code == BPF_JMP32 | BPF_JA && !(-32768..32768).contains(&s.insns[i].imm)
         })
         .map(|i| format!("gotol {:+} at {i}", s.insns[i].imm))
+}
+
+// ------------------------------------------------------------------------------------------------
+// Matchers for fixtures 10-18
+// ------------------------------------------------------------------------------------------------
+
+/// Loads reachable from slot `from` through a pointer that was in `reg` there, following moves
+/// and stopping where every copy is overwritten: (slot, offset) of each load.
+fn loads_through(s: &Subject, from: usize, reg: u8) -> Vec<(usize, i16)> {
+    let mut found = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut work = vec![(from, 1u16 << reg)];
+    while let Some((k, mut held)) = work.pop() {
+        if held == 0 || k >= s.insns.len() || !seen.insert((k, held)) {
+            continue;
+        }
+        let n = s.insns[k];
+        if class(n) == BPF_LDX && held & (1 << n.src) != 0 && !found.iter().any(|&(f, _)| f == k) {
+            found.push((k, n.off));
+        }
+        let copy = class(n) == BPF_ALU64
+            && n.code & 0xf0 == BPF_MOV
+            && n.code & BPF_X != 0
+            && n.off == 0
+            && held & (1 << n.src) != 0;
+        for r in 0..=10u8 {
+            if writes_reg(n, r) {
+                held &= !(1 << r);
+            }
+        }
+        if copy {
+            held |= 1 << n.dst;
+        }
+        for t in successors(s.insns, k) {
+            work.push((t, held));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// `bpf_skc_to_tcp_sock` (helper 137), then ≥2 field loads through the pointer it returns. With
+/// vmlinux.h these are CO-RE accesses (`preserve_access_index`): libbpf relocates their offsets.
+fn core_reads_via_skc_to_tcp_sock(s: &Subject) -> Option<String> {
+    s.slots().find_map(|i| {
+        if !is_helper_call(s.insns[i], 137) {
+            return None;
+        }
+        let loads = loads_through(s, i + 1, 0);
+        (loads.len() >= 2).then(|| format!("skc_to_tcp_sock at {i}, loads through it at {loads:?}"))
+    })
+}
+
+/// A 4-byte store to ctx offset 164 (`sk_txhash`, the only writable ctx word besides `reply`).
+fn sk_txhash_written(s: &Subject) -> Option<String> {
+    s.slots()
+        .find(|&i| {
+            let n = s.insns[i];
+            matches!(class(n), BPF_ST | BPF_STX)
+                && n.code & 0xe0 == BPF_MEM
+                && n.code & 0x18 == BPF_W
+                && n.off == 164
+                && s.reg(i, n.dst) == Some(Val::Ctx)
+        })
+        .map(|i| format!("ctx->sk_txhash stored at {i}"))
+}
+
+fn sk_storage_get_delete(s: &Subject) -> Option<String> {
+    let get = s.slots().find(|&i| is_helper_call(s.insns[i], 107))?;
+    let del = s.slots().find(|&i| is_helper_call(s.insns[i], 108))?;
+    Some(format!(
+        "sk_storage_get at {get}, sk_storage_delete at {del}"
+    ))
+}
+
+/// A kfunc call as clang writes it: `call -1` (src_reg 1) relocated against an undefined symbol;
+/// libbpf resolves it in vmlinux BTF and turns it into src_reg 2 (BPF_PSEUDO_KFUNC_CALL).
+fn kfunc_call(s: &Subject, name: &str) -> Vec<usize> {
+    s.slots()
+        .filter(|&i| {
+            let n = s.insns[i];
+            is_call(n)
+                && n.src == objsyms::BPF_PSEUDO_CALL
+                && s.reloc(i)
+                    .is_some_and(|r| r.is_undefined() && r.symbol == name)
+        })
+        .collect()
+}
+
+fn tx_tstamp_kfuncs(s: &Subject) -> Option<String> {
+    let cast = kfunc_call(s, "bpf_cast_to_kern_ctx");
+    let on_ctx = *cast.iter().find(|&&i| s.reg(i, 1) == Some(Val::Ctx))?;
+    let enable = *kfunc_call(s, "bpf_sock_ops_enable_tx_tstamp").first()?;
+    Some(format!(
+        "bpf_cast_to_kern_ctx(ctx) at {on_ctx} ({} calls), bpf_sock_ops_enable_tx_tstamp at {enable}",
+        cast.len()
+    ))
+}
+
+/// The immediate last moved into `r` in the straight-line code just before slot `i`.
+fn imm_before(s: &Subject, i: usize, r: u8) -> Option<i32> {
+    for k in (i.saturating_sub(12)..i).rev() {
+        let n = s.insns[k];
+        if is_jmp_class(n) {
+            return None;
+        }
+        if writes_reg(n, r) {
+            return (is_alu(n) && n.code & 0xf0 == BPF_MOV && n.code & BPF_X == 0).then_some(n.imm);
+        }
+    }
+    None
+}
+
+/// `bpf_setsockopt(ctx, level, optname, ...)` with both set by immediates.
+fn setsockopt_with(s: &Subject, level: i32, optname: i32) -> Option<usize> {
+    s.slots().find(|&i| {
+        is_helper_call(s.insns[i], 49)
+            && s.reg(i, 1) == Some(Val::Ctx)
+            && imm_before(s, i, 2) == Some(level)
+            && imm_before(s, i, 3) == Some(optname)
+    })
+}
+
+fn setsockopt_sk_bpf_cb_flags(s: &Subject) -> Option<String> {
+    // SOL_SOCKET = 1, SK_BPF_CB_FLAGS = 1009
+    setsockopt_with(s, 1, 1009).map(|i| format!("setsockopt(SOL_SOCKET, SK_BPF_CB_FLAGS) at {i}"))
+}
+
+fn cb_flags_both_ways(s: &Subject) -> Option<String> {
+    let helper = helper_with_ctx(s, 59)?;
+    // SOL_TCP = 6, TCP_BPF_SOCK_OPS_CB_FLAGS = 1008
+    let sockopt = setsockopt_with(s, 6, 1008)?;
+    Some(format!(
+        "bpf_sock_ops_cb_flags_set at {helper}, setsockopt(SOL_TCP, TCP_BPF_SOCK_OPS_CB_FLAGS) at {sockopt}"
+    ))
+}
+
+/// The function an ld_imm64 at `i` points at (a callback: relocation against a code section).
+fn func_pointer<'a>(s: &Subject<'a>, i: usize) -> Option<&'a Func> {
+    let r = s.reloc(i)?;
+    let sec = r.section_index?;
+    let at = r.value + s.insns[i].imm as u32 as u64;
+    s.obj
+        .funcs
+        .iter()
+        .find(|g| g.section_index == sec && (g.start * 8) as u64 == at)
+}
+
+/// `bpf_loop(n, cb, &st, 0)` where the stack struct `st` holds the ctx pointer, and `cb` loads the
+/// pointer back out of its ctx argument and reads ctx fields through it.
+fn loop_callback_reads_ctx(s: &Subject) -> Option<String> {
+    s.slots().find_map(|i| {
+        if !is_helper_call(s.insns[i], 181) {
+            return None;
+        }
+        let Some(Val::Fp(base)) = s.reg(i, 3) else {
+            return None;
+        };
+        let st = s.state(i)?;
+        let (&ctx_at, _) = st
+            .slots
+            .range(base..base + 64)
+            .find(|(_, v)| **v == Val::Ctx)?;
+        let set_cb = (i.saturating_sub(12)..i)
+            .rev()
+            .find(|&k| s.insns[k].code == LD_IMM64 && s.insns[k].dst == 2)?;
+        let cb = func_pointer(s, set_cb)?;
+        // The callback runs with r2 = &st in the caller's frame; its own r10 is another frame.
+        let mut entry = State::entry(&[(2, Val::Fp(base))]);
+        entry.regs[10] = None;
+        entry.slots = st.slots.clone();
+        let c = Subject::with_entry(s.obj, cb, entry);
+        let read = c
+            .slots()
+            .find(|&k| class(c.insns[k]) == BPF_LDX && c.reg(k, c.insns[k].src) == Some(Val::Ctx))?;
+        Some(format!(
+            "bpf_loop at {i} with &fp{base}, ctx stored at fp{ctx_at}; callback {} reads ctx+{} at its slot {read}",
+            cb.name, c.insns[read].off
+        ))
+    })
+}
+
+fn is_sockops_section(sec: &str) -> bool {
+    sec == "sockops" || sec.starts_with("sockops/")
+}
+
+fn sockops_in_two_sections(s: &Subject) -> Option<String> {
+    if !(s.func.is_program() && is_sockops_section(&s.func.section)) {
+        return None;
+    }
+    let mut secs: Vec<&str> = s
+        .obj
+        .programs()
+        .map(|f| f.section.as_str())
+        .filter(|sec| is_sockops_section(sec))
+        .collect();
+    secs.sort();
+    secs.dedup();
+    (secs.len() >= 2).then(|| format!("sockops programs in sections {secs:?}"))
+}
+
+fn several_programs_in_section(s: &Subject) -> Option<String> {
+    let same: Vec<&str> = s
+        .obj
+        .programs()
+        .filter(|f| f.section_index == s.func.section_index)
+        .map(|f| f.name.as_str())
+        .collect();
+    (same.len() >= 2).then(|| format!("programs {same:?} in section {}", s.func.section))
+}
+
+fn direct_callees<'a>(obj: &'a ObjFile, f: &'a Func) -> Vec<&'a str> {
+    let mut v: Vec<&str> = (0..f.insns.len())
+        .filter_map(|i| obj.call_target(f, i).map(|c| c.name.as_str()))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// A subprogram this program calls that another program of the object calls too.
+fn subprog_shared_by_programs(s: &Subject) -> Option<String> {
+    let mine = direct_callees(s.obj, s.func);
+    s.obj
+        .programs()
+        .filter(|p| p.name != s.func.name)
+        .find_map(|p| {
+            let shared = direct_callees(s.obj, p)
+                .into_iter()
+                .find(|c| mine.contains(c))?;
+            Some(format!(
+                "{shared} called from {} and {}",
+                s.func.name, p.name
+            ))
+        })
+}
+
+fn global_rodata_hz(s: &Subject) -> Option<String> {
+    global_in(s, ".rodata", Some("hz"))
+}
+
+/// Reads the object's ELF again for facts outside any function (sections, data relocations).
+fn with_elf<T>(s: &Subject, f: impl FnOnce(&object::File<'_>) -> T) -> T {
+    let bytes = std::fs::read(&s.obj.path).unwrap_or_else(|e| panic!("{}: {e}", s.obj.path));
+    let file = object::File::parse(&*bytes).unwrap_or_else(|e| panic!("{}: {e}", s.obj.path));
+    f(&file)
+}
+
+fn section_sizes(s: &Subject) -> Vec<(String, u64)> {
+    use object::{Object, ObjectSection};
+    with_elf(s, |file| {
+        file.sections()
+            .map(|sec| (sec.name().unwrap_or("?").to_string(), sec.size()))
+            .collect()
+    })
+}
+
+/// Programs a map's static initialiser points at: relocations inside the map's bytes in `.maps`
+/// against function symbols (libbpf fills PROG_ARRAY slots from these).
+fn map_initialiser_programs(s: &Subject, map: &str) -> Vec<String> {
+    use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget, SymbolKind};
+    with_elf(s, |file| {
+        let Some(sym) = file.symbols().find(|x| x.name() == Ok(map)) else {
+            return Vec::new();
+        };
+        let Some(sec) = file.section_by_name(".maps") else {
+            return Vec::new();
+        };
+        let (lo, hi) = (sym.address(), sym.address() + sym.size());
+        sec.relocations()
+            .filter(|(off, _)| (lo..hi).contains(off))
+            .filter_map(|(_, rel)| match rel.target() {
+                RelocationTarget::Symbol(i) => {
+                    let t = file.symbol_by_index(i).ok()?;
+                    (t.kind() == SymbolKind::Text).then(|| t.name().unwrap_or("?").to_string())
+                }
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+/// `bpf_tail_call(ctx, &map, ...)` (helper 12) where the map's initialiser names ≥2 programs.
+fn tail_call_static_prog_array(s: &Subject) -> Option<String> {
+    let call = helper_with_ctx(s, 12)?;
+    let set_map = (call.saturating_sub(12)..call)
+        .rev()
+        .find(|&k| s.insns[k].code == LD_IMM64 && s.insns[k].dst == 2)?;
+    let map = &s.reloc(set_map)?.symbol;
+    let progs = map_initialiser_programs(s, map);
+    (progs.len() >= 2)
+        .then(|| format!("tail call at {call} through {map}, initialised with {progs:?}"))
+}
+
+fn no_btf(s: &Subject) -> Option<String> {
+    let secs = section_sizes(s);
+    let has = |name: &str| secs.iter().any(|(n, _)| n == name);
+    (!has(".BTF") && !has(".BTF.ext") && has(&s.func.section))
+        .then(|| format!("{} sections, none of them .BTF or .BTF.ext", secs.len()))
+}
+
+/// A `maps` section of 20-byte `struct bpf_map_def`s that the program references, and a 4-byte
+/// `version` section.
+fn legacy_maps_and_version(s: &Subject) -> Option<String> {
+    let secs = section_sizes(s);
+    let size = |name: &str| secs.iter().find(|(n, _)| n == name).map(|(_, z)| *z);
+    let maps = size("maps").filter(|z| *z > 0 && z % 20 == 0)?;
+    size("version").filter(|z| *z == 4)?;
+    let used = s.slots().find(|&i| {
+        s.insns[i].code == LD_IMM64
+            && s.reloc(i)
+                .is_some_and(|r| r.section.as_deref() == Some("maps"))
+    })?;
+    Some(format!(
+        "maps: {} bpf_map_def, first used at {used} ({}); version: 4 bytes",
+        maps / 20,
+        s.reloc(used)?.symbol
+    ))
+}
+
+/// `rX = *(u64 *)(ctx + 184)` (`ctx->sk`), then ≥3 loads through it.
+fn bpf_sock_reads(s: &Subject) -> Option<String> {
+    s.slots().find_map(|i| {
+        let n = s.insns[i];
+        if !(class(n) == BPF_LDX
+            && n.code & 0x18 == BPF_DW
+            && n.off == 184
+            && s.reg(i, n.src) == Some(Val::Ctx))
+        {
+            return None;
+        }
+        let loads = loads_through(s, i + 1, n.dst);
+        (loads.len() >= 3).then(|| format!("ctx->sk at {i}, bpf_sock loads {loads:?}"))
+    })
 }
 
 fn jmp_name(n: RawInsn) -> &'static str {
