@@ -488,3 +488,123 @@ fn features_object_round_trips() {
         );
     }
 }
+
+#[test]
+fn edited_instructions_are_written_and_resizing_is_refused() {
+    use opsplit::insn::{Insn, Reg, Src, Width};
+    let (_, mut obj) = features();
+    let f = obj
+        .functions
+        .iter()
+        .position(|f| f.name == "tail1")
+        .unwrap();
+    // tail1 is `r0 = 1; exit`: make it return 0.
+    assert!(matches!(
+        obj.functions[f].insns[0].insn,
+        Insn::Alu {
+            src: Src::Imm(1),
+            ..
+        }
+    ));
+    obj.functions[f].insns[0].insn = Insn::Alu {
+        width: Width::W64,
+        op: opsplit::insn::AluOp::Mov,
+        dst: Reg::R0,
+        src: Src::Imm(0),
+    };
+    let again = Object::parse(&obj.write().unwrap()).unwrap();
+    assert_eq!(
+        again.function_by_name("tail1").unwrap().insns,
+        obj.functions[f].insns
+    );
+    assert_ne!(again.functions, features().1.functions);
+
+    obj.functions[f].insns.pop();
+    let e = obj.write().unwrap_err();
+    assert!(
+        e.to_string().contains("function `tail1` has 1 slots"),
+        "{e}"
+    );
+}
+
+#[test]
+fn btf_id_remap_rewrites_instructions_ext_and_analysis() {
+    use opsplit::btf::TypeIdMap;
+    use opsplit::insn::{Call, Insn};
+    let (_, mut obj) = features();
+    let btf = obj.btf.as_ref().unwrap();
+    let (license_ds, _) = btf.find_datasec("license").unwrap();
+    let release = btf.find_func("bpf_task_release").unwrap();
+    assert!(
+        release < license_ds,
+        "test needs a kfunc id before the moved type"
+    );
+    // Resolve the kfunc call the way libbpf would, so the instruction carries a BTF id.
+    let tp = obj.functions.iter().position(|f| f.name == "tp").unwrap();
+    let slot = obj.functions[tp]
+        .relocations
+        .iter()
+        .find(|r| {
+            r.kind
+                == RelocKind::KfuncCall {
+                    name: "bpf_task_release".into(),
+                }
+        })
+        .unwrap()
+        .slot;
+    let i = obj.functions[tp]
+        .insns
+        .iter()
+        .position(|x| x.slot == slot)
+        .unwrap();
+    obj.functions[tp].insns[i].insn = Insn::Call(Call::Kfunc {
+        btf_id: release as i32,
+        off: 0,
+    });
+    let ext_before = obj.btf_ext.clone().unwrap();
+    // Move the `license` DATASEC (nothing refers to it) to id 1: every id below it shifts up.
+    let map = TypeIdMap::from_vec(
+        (0..btf.types.len() as u32)
+            .map(|old| match old {
+                0 => 0,
+                o if o == license_ds => 1,
+                o if o < license_ds => o + 1,
+                o => o,
+            })
+            .collect(),
+    );
+    obj.apply_btf_id_map(&map).unwrap();
+
+    let btf = obj.btf.as_ref().unwrap();
+    assert_eq!(btf.find_datasec("license").map(|(id, _)| id), Some(1));
+    let new_release = btf.find_func("bpf_task_release").unwrap();
+    assert_eq!(new_release, release + 1);
+    assert_eq!(
+        obj.functions[tp].insns[i].insn,
+        Insn::Call(Call::Kfunc {
+            btf_id: new_release as i32,
+            off: 0
+        })
+    );
+    let ext = obj.extern_by_name("bpf_task_release").unwrap();
+    assert_eq!(ext.btf_id, Some(new_release));
+    let jmp = obj.map_by_name("jmp").unwrap();
+    assert_eq!(
+        jmp.btf_id,
+        btf.map_defs()
+            .unwrap()
+            .iter()
+            .find(|d| d.name == "jmp")
+            .map(|d| d.var_id)
+    );
+    assert_ne!(
+        obj.btf_ext.as_ref().unwrap(),
+        &ext_before,
+        "func_info ids moved"
+    );
+    // The remapped object is still consistent: it writes and reads back to the same analysis.
+    let again = Object::parse(&obj.write().unwrap()).unwrap();
+    assert_eq!(again.maps, obj.maps);
+    assert_eq!(again.externs, obj.externs);
+    assert_eq!(again.functions[tp].insns[i], obj.functions[tp].insns[i]);
+}

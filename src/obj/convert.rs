@@ -178,7 +178,7 @@ fn convert_legacy_maps(obj: &mut Object) -> Result<(), Error> {
                 continue;
             }
             let imm = i32::from_le_bytes(sec.data[at + 4..at + 8].try_into().expect("4 bytes"));
-            let old = s.value + imm as u32 as u64;
+            let old = s.value.wrapping_add(imm as u32 as u64);
             let Some(&(_, map_sym)) = by_old_offset.iter().find(|(o, _)| *o == old) else {
                 return Err(Error::Map {
                     map: format!("maps+{old:#x}"),

@@ -168,7 +168,8 @@ pub(super) fn legacy_maps(obj: &Object, sec_id: SectionId) -> Result<Vec<Map>, E
         let size = if sym.size != 0 {
             sym.size
         } else {
-            syms.get(i + 1).map_or(sec.size, |(_, n)| n.value) - sym.value
+            let next = syms.get(i + 1).map_or(sec.size, |(_, n)| n.value);
+            next.saturating_sub(sym.value)
         };
         if size < 20 || size % 4 != 0 {
             return Err(bad(format!(

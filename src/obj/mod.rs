@@ -403,6 +403,10 @@ impl Object {
             .find(|p| self.functions[p.function].name == name)
     }
 
+    pub fn extern_by_name(&self, name: &str) -> Option<&Extern> {
+        self.externs.iter().find(|e| e.name == name)
+    }
+
     pub fn map_by_name(&self, name: &str) -> Option<&Map> {
         self.maps.iter().find(|m| m.name == name)
     }

@@ -259,6 +259,15 @@ pub(super) fn read_elf(bytes: &[u8]) -> Result<Object, Error> {
         }
         let flags = h.sh_flags(e).0;
         let size = h.sh_size(e);
+        let align = h.sh_addralign(e);
+        // Alignment drives the writer's layout; anything beyond a page is nonsense for BPF and
+        // would make the output file huge.
+        if align > 1 && (!align.is_power_of_two() || align > 4096) {
+            return Err(elf_err(
+                ctx(),
+                format!("alignment {align} is not a power of two up to 4096"),
+            ));
+        }
         let data = if h.sh_type(e) == elf::SHT_NOBITS {
             Vec::new()
         } else {
@@ -311,7 +320,7 @@ pub(super) fn read_elf(bytes: &[u8]) -> Result<Object, Error> {
             kind,
             sh_type,
             flags,
-            align: h.sh_addralign(e),
+            align,
             entsize: h.sh_entsize(e),
             data,
             size,
