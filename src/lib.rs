@@ -14,6 +14,7 @@ pub mod error;
 pub mod insn;
 pub mod load;
 pub mod obj;
+pub mod runtime;
 pub mod uapi;
 
 pub use error::Error;
