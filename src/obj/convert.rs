@@ -136,6 +136,14 @@ fn convert_legacy_maps(obj: &mut Object) -> Result<(), Error> {
                 message: "legacy map-in-map (inner map index) cannot be converted".into(),
             });
         }
+        // BTF map definitions spell "unspecified" as a missing `type`, so type 0 would come back
+        // as a different, broken definition; the kernel refuses to create it anyway.
+        if def.map_type == 0 {
+            return Err(Error::Map {
+                map: m.name.clone(),
+                message: "legacy map of type 0 (BPF_MAP_TYPE_UNSPEC) cannot be converted".into(),
+            });
+        }
         let st = btf.add_map_def_struct(&bdef)?;
         let size = u64::from(btf.resolve_size(st)?);
         let var = btf.add_var(&m.name, st, VarLinkage::Global)?;

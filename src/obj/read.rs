@@ -504,8 +504,17 @@ pub(super) fn read_elf(bytes: &[u8]) -> Result<Object, Error> {
         }
         obj.sections[tid].relocations = out;
     }
-    if let (Some(btf), Some(ext)) = (&obj.btf, &obj.btf_ext) {
-        ext.check(btf)?;
+    match (&obj.btf, &obj.btf_ext) {
+        (Some(btf), Some(ext)) => ext.check(btf)?,
+        // .BTF.ext names sections and files through .BTF's string table and types by .BTF id:
+        // without .BTF none of it can be interpreted (or re-emitted against synthesized BTF).
+        (None, Some(_)) => {
+            return Err(elf_err(
+                "section `.BTF.ext`",
+                "present without a `.BTF` section, whose strings and types it refers to",
+            ));
+        }
+        _ => {}
     }
     Ok(obj)
 }
