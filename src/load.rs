@@ -86,9 +86,7 @@ fn load_locked(bytes: &[u8], name: &str) -> Result<LoadReport, String> {
             prog.set_attach_type(ProgramAttachType::CgroupSockOps);
         }
     }
-    let obj = open
-        .load()
-        .map_err(|e| format!("load failed: {e}"))?;
+    let obj = open.load().map_err(|e| format!("load failed: {e}"))?;
     let mut programs = Vec::new();
     for prog in obj.progs() {
         let info = prog_info(prog.as_fd().as_raw_fd())
@@ -117,7 +115,13 @@ fn sanitize_obj_name(name: &str) -> String {
     let base = name.rsplit('/').next().unwrap_or(name);
     let base = base.strip_suffix(".o").unwrap_or(base);
     base.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -142,7 +146,10 @@ mod tests {
 
     #[test]
     fn object_names_become_identifiers() {
-        assert_eq!(sanitize_obj_name("fixtures/ref/syn-rto.op1.o"), "syn_rto_op1");
+        assert_eq!(
+            sanitize_obj_name("fixtures/ref/syn-rto.op1.o"),
+            "syn_rto_op1"
+        );
     }
 
     #[test]

@@ -265,7 +265,10 @@ pub fn map_type_name(t: u32) -> Option<&'static str> {
 
 /// The C name of a helper (`bpf_setsockopt`), or `None` for an id this kernel does not know.
 pub fn helper_name(id: i32) -> Option<&'static str> {
-    usize::try_from(id).ok().and_then(|i| HELPERS.get(i)).copied()
+    usize::try_from(id)
+        .ok()
+        .and_then(|i| HELPERS.get(i))
+        .copied()
 }
 
 #[cfg(test)]

@@ -31,23 +31,36 @@ fn every_fixture_loads_in_the_kernel() {
         match opsplit::load::load_object(&bytes, &name) {
             Ok(report) => {
                 if refused_by_design {
-                    failures.push(format!("{name}: listed as refused by libbpf, but it loaded"));
+                    failures.push(format!(
+                        "{name}: listed as refused by libbpf, but it loaded"
+                    ));
                     continue;
                 }
                 if report.programs.is_empty() {
                     failures.push(format!("{name}: loaded no program"));
                 }
                 for p in &report.programs {
-                    assert!(p.verified_insns > 0, "{name}/{}: verifier processed nothing", p.name);
+                    assert!(
+                        p.verified_insns > 0,
+                        "{name}/{}: verifier processed nothing",
+                        p.name
+                    );
                 }
                 loaded += 1;
             }
             Err(e) if refused_by_design => {
-                eprintln!("{name}: refused as expected: {}", e.to_string().lines().next().unwrap_or(""));
+                eprintln!(
+                    "{name}: refused as expected: {}",
+                    e.to_string().lines().next().unwrap_or("")
+                );
             }
             Err(e) => failures.push(format!("{name}: {e}")),
         }
     }
-    assert!(failures.is_empty(), "fixtures that did not load:\n{}", failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "fixtures that did not load:\n{}",
+        failures.join("\n\n")
+    );
     eprintln!("{loaded} fixtures loaded and released");
 }

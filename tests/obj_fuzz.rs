@@ -87,10 +87,10 @@ fn mutate(input: &[u8], rng: &mut XorShift) -> Vec<u8> {
             }
             // Overwrite a header/section-start byte with a boundary value.
             1 | 2 => {
-                if let Some(&i) = hot.get(rng.below(hot.len())) {
-                    if i < b.len() {
-                        b[i] = [0, 1, 0x7f, 0x80, 0xff][rng.below(5)];
-                    }
+                if let Some(&i) = hot.get(rng.below(hot.len()))
+                    && i < b.len()
+                {
+                    b[i] = [0, 1, 0x7f, 0x80, 0xff][rng.below(5)];
                 }
             }
             // A 32-bit boundary value at a hot offset (sizes, offsets, counts).
@@ -216,7 +216,7 @@ fn fuzz_for_a_while() {
     let seed: u64 = std::env::var("OPSPLIT_FUZZ_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed_0f_0b5);
+        .unwrap_or(0x0005_eed0_f0b5);
     let corpus = corpus();
     let mut rng = XorShift(seed);
     let start = std::time::Instant::now();

@@ -16,20 +16,17 @@ pub struct DumpOptions {
 pub fn render(obj: &Object, opts: DumpOptions) -> String {
     let mut s = String::new();
     let w = &mut s;
-    let _ = writeln!(
-        w,
-        "license: {}",
-        obj.license.as_deref().unwrap_or("(none)")
-    );
+    let _ = writeln!(w, "license: {}", obj.license.as_deref().unwrap_or("(none)"));
     if let Some(v) = obj.kernel_version {
         let _ = writeln!(w, "version: {v:#x}");
     }
     let _ = writeln!(
         w,
         "btf: {}, btf.ext: {}",
-        obj.btf
-            .as_ref()
-            .map_or("none".to_string(), |b| format!("{} types", b.types.len() - 1)),
+        obj.btf.as_ref().map_or("none".to_string(), |b| format!(
+            "{} types",
+            b.types.len() - 1
+        )),
         match &obj.btf_ext {
             None => "none".to_string(),
             Some(e) => format!(
@@ -69,7 +66,9 @@ pub fn render(obj: &Object, opts: DumpOptions) -> String {
             let _ = writeln!(
                 w,
                 "  {:<24} section {:<20} insns {}",
-                f.name, obj.sections[f.section].name, f.slot_count()
+                f.name,
+                obj.sections[f.section].name,
+                f.slot_count()
             );
         }
     }

@@ -469,7 +469,11 @@ pub fn disassemble(
 ) -> fmt::Result {
     for si in insns {
         for sym in ann.symbols_at(si.slot) {
-            write!(out, "\n{:016x} <{sym}>:\n", (si.slot as u64).wrapping_mul(8))?;
+            write!(
+                out,
+                "\n{:016x} <{sym}>:\n",
+                (si.slot as u64).wrapping_mul(8)
+            )?;
         }
         if let Some(li) = ann.line_at(si.slot) {
             if li.text.is_empty() {

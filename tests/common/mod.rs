@@ -29,7 +29,10 @@ pub fn fixture_objects() -> Vec<PathBuf> {
 
 /// A fixture's path relative to `fixtures/`, for messages.
 pub fn fixture_name(p: &Path) -> String {
-    p.strip_prefix(fixtures_dir()).unwrap_or(p).display().to_string()
+    p.strip_prefix(fixtures_dir())
+        .unwrap_or(p)
+        .display()
+        .to_string()
 }
 
 /// Why kernel tests cannot run here, or `None` if they can.
@@ -39,7 +42,9 @@ pub fn kernel_unavailable_reason() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc_geteuid() };
     if euid != 0 {
-        return Some(format!("not running as root (euid {euid}); bpf() needs CAP_BPF/CAP_SYS_ADMIN"));
+        return Some(format!(
+            "not running as root (euid {euid}); bpf() needs CAP_BPF/CAP_SYS_ADMIN"
+        ));
     }
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         return Some("/sys/kernel/btf/vmlinux is missing: kernel without BTF".into());
@@ -60,7 +65,9 @@ pub fn kernel_test_gate(test: &str) -> bool {
         None => true,
         Some(why) => {
             if std::env::var("OPSPLIT_REQUIRE_KERNEL").is_ok_and(|v| v == "1") {
-                panic!("{test}: kernel test required (OPSPLIT_REQUIRE_KERNEL=1) but cannot run: {why}");
+                panic!(
+                    "{test}: kernel test required (OPSPLIT_REQUIRE_KERNEL=1) but cannot run: {why}"
+                );
             }
             eprintln!("SKIPPED kernel test {test}: {why}");
             false
