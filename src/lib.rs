@@ -8,12 +8,14 @@
 //! * [`obj`]: reading a relocatable BPF ELF object into plain data, and writing one back.
 //! * [`load`]: loading objects into the running kernel (libbpf-rs).
 
+pub mod analysis;
 pub mod btf;
 pub mod cli;
 pub mod error;
 pub mod insn;
 pub mod load;
 pub mod obj;
+pub mod optable;
 pub mod runtime;
 pub mod uapi;
 

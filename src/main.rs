@@ -23,12 +23,50 @@ enum Command {
         #[arg(long)]
         disasm: bool,
     },
+    /// Per sock_ops program: what every op runs and touches, its bpf_tcp_ops member (or
+    /// residual), and migration findings. A directory stands for the *.o files in it.
+    Inspect {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// JSON output (schema: docs/INSPECT_JSON.md).
+        #[arg(long)]
+        json: bool,
+        /// Only the program with this name.
+        #[arg(long)]
+        program: Option<String>,
+        /// Only this op: a number, BPF_SOCK_OPS_RTT_CB, RTT_CB or the member name (rtt).
+        #[arg(long, value_parser = parse_op)]
+        op: Option<u8>,
+        /// Every function's instructions with the ops that run them.
+        #[arg(long)]
+        disasm: bool,
+    },
+}
+
+fn parse_op(s: &str) -> Result<u8, String> {
+    opsplit::optable::parse_op(s)
+        .ok_or_else(|| format!("unknown op `{s}` (0..=255 or a BPF_SOCK_OPS_* name)"))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let exit = match cli.command {
         Command::Dump { files, disasm } => dump(&files, disasm),
+        Command::Inspect {
+            files,
+            json,
+            program,
+            op,
+            disasm,
+        } => inspect(
+            &files,
+            json,
+            &cli::inspect::InspectOptions {
+                program,
+                op,
+                disasm,
+            },
+        ),
     };
     ExitCode::from(exit as u8)
 }
@@ -60,4 +98,41 @@ fn dump(files: &[PathBuf], disasm: bool) -> Exit {
         }
     }
     exit
+}
+
+fn inspect(files: &[PathBuf], json: bool, opts: &cli::inspect::InspectOptions) -> Exit {
+    let files = match cli::expand_inputs(files) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("opsplit: {e}");
+            return Exit::Input;
+        }
+    };
+    let report = cli::inspect::run(&files, opts);
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("opsplit: {e}");
+                return Exit::Input;
+            }
+        }
+    } else {
+        print!("{}", cli::inspect::render_text(&report, opts));
+    }
+    for f in &report.files {
+        if let Some(e) = &f.error {
+            eprintln!("opsplit: {e}");
+        }
+    }
+    for p in &report.programs {
+        if let Some(e) = &p.error {
+            eprintln!("opsplit: {}: {e}", p.file);
+        }
+    }
+    if cli::inspect::has_errors(&report) {
+        Exit::Input
+    } else {
+        Exit::Ok
+    }
 }

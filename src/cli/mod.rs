@@ -4,6 +4,7 @@
 //! Exit codes are one table for the whole CLI (`docs/CLI.md`).
 
 pub mod dump;
+pub mod inspect;
 
 use std::path::{Path, PathBuf};
 
