@@ -1,0 +1,177 @@
+//! From an [`Object`] to a [`Module`]: functions with their relocations tied to module indices,
+//! maps with their initial contents, entry points and source lines.
+
+use std::collections::HashMap;
+
+use super::{Config, Machine, MapInit, Module, ModuleFunction, ModuleMap, ModuleProgram, Target};
+use crate::Error;
+use crate::obj::maps::map_flags;
+use crate::obj::{MapKind, MapValue, Object, RelocKind, SectionKind};
+
+impl Module {
+    /// Builds the runnable form of every function, map and program of `obj`. Relocations the
+    /// runtime cannot resolve (kernel variables, `.kconfig` values) are errors naming the
+    /// function and slot; map types it cannot model are reported by [`Machine::new`].
+    pub fn from_object(obj: &Object) -> Result<Module, Error> {
+        let mut maps = Vec::new();
+        let mut map_index: HashMap<&str, usize> = HashMap::new();
+        let mut global_by_section: HashMap<usize, usize> = HashMap::new();
+        for m in &obj.maps {
+            if m.kind == MapKind::Kconfig {
+                // Backed by libbpf from the running kernel's config: only an `Extern`
+                // relocation reaches it, and those are refused below.
+                continue;
+            }
+            let index = maps.len();
+            map_index.insert(m.name.as_str(), index);
+            let err = |message: String| Error::Map {
+                map: m.name.clone(),
+                message,
+            };
+            let size_of = |size: Option<u32>, ty: Option<u32>, what: &str| -> Result<u32, Error> {
+                if let Some(s) = size {
+                    return Ok(s);
+                }
+                match (ty, &obj.btf) {
+                    (Some(t), Some(btf)) => btf
+                        .resolve_size(t)
+                        .map_err(|e| err(format!("{what} type: {e}"))),
+                    // Maps without keys or values (ringbuf, perf event array) have none.
+                    _ => Ok(0),
+                }
+            };
+            let key_size = size_of(m.def.key_size, m.def.key_type, "key")?;
+            let value_size = size_of(m.def.value_size, m.def.value_type, "value")?;
+            let mut read_only = m.def.map_flags & map_flags::RDONLY_PROG != 0;
+            let init = if m.kind == MapKind::GlobalData {
+                let sec_id = m
+                    .section
+                    .ok_or_else(|| err("global data map without a section".into()))?;
+                let sec = &obj.sections[sec_id];
+                read_only |= sec.kind == SectionKind::ReadOnlyData;
+                global_by_section.insert(sec_id, index);
+                MapInit::Data(sec.data.clone())
+            } else {
+                MapInit::Empty
+            };
+            maps.push(ModuleMap {
+                name: m.name.clone(),
+                map_type: m.def.map_type,
+                key_size,
+                value_size,
+                max_entries: m.def.max_entries,
+                map_flags: m.def.map_flags,
+                read_only,
+                init,
+            });
+        }
+        let func_index: HashMap<&str, usize> = obj
+            .functions
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.as_str(), i))
+            .collect();
+        // Initial PROG_ARRAY / map-in-map slots need every map and function indexed first.
+        for m in &obj.maps {
+            let Some(&index) = map_index.get(m.name.as_str()) else {
+                continue;
+            };
+            let err = |message: String| Error::Map {
+                map: m.name.clone(),
+                message,
+            };
+            let mut programs = Vec::new();
+            let mut inner = Vec::new();
+            for v in &m.values {
+                match v {
+                    MapValue::Program { index, function } => {
+                        let f = func_index.get(function.as_str()).ok_or_else(|| {
+                            err(format!("slot {index} names unknown function `{function}`"))
+                        })?;
+                        programs.push((*index, *f));
+                    }
+                    MapValue::Map { index, map } => {
+                        let i = map_index.get(map.as_str()).ok_or_else(|| {
+                            err(format!("slot {index} names unknown map `{map}`"))
+                        })?;
+                        inner.push((*index, *i));
+                    }
+                }
+            }
+            if !programs.is_empty() {
+                maps[index].init = MapInit::Programs(programs);
+            } else if !inner.is_empty() {
+                maps[index].init = MapInit::Maps(inner);
+            }
+        }
+
+        let mut functions = Vec::with_capacity(obj.functions.len());
+        for (fi, f) in obj.functions.iter().enumerate() {
+            let section = obj.sections[f.section].name.clone();
+            let err = |slot: usize, message: String| Error::Instruction {
+                section: section.clone(),
+                function: f.name.clone(),
+                slot,
+                message,
+            };
+            let mut relocations = Vec::with_capacity(f.relocations.len());
+            for r in &f.relocations {
+                let t = match &r.kind {
+                    RelocKind::Map { map } => Target::Map(
+                        *map_index
+                            .get(map.as_str())
+                            .ok_or_else(|| err(r.slot, format!("unknown map `{map}`")))?,
+                    ),
+                    RelocKind::GlobalData { section, offset } => {
+                        let map = *global_by_section.get(section).ok_or_else(|| {
+                            err(r.slot, format!("no global data map for section #{section}"))
+                        })?;
+                        let offset = u32::try_from(*offset).map_err(|_| {
+                            err(r.slot, format!("global data offset {offset} is too large"))
+                        })?;
+                        Target::GlobalData { map, offset }
+                    }
+                    RelocKind::Call { target } => Target::Call(*target),
+                    RelocKind::FuncAddr { target } => Target::FuncAddr(*target),
+                    RelocKind::KfuncCall { name } => Target::Kfunc(name.clone()),
+                    RelocKind::Extern { name, kind } => {
+                        return Err(err(
+                            r.slot,
+                            format!(
+                                "extern `{name}` ({kind:?}) is resolved by libbpf from the running kernel; the runtime does not model it"
+                            ),
+                        ));
+                    }
+                };
+                relocations.push((r.slot, t));
+            }
+            functions.push(ModuleFunction {
+                name: f.name.clone(),
+                section,
+                insns: f.insns.clone(),
+                relocations,
+                lines: obj.function_lines(fi),
+            });
+        }
+        let programs = obj
+            .programs
+            .iter()
+            .map(|p| ModuleProgram {
+                name: obj.functions[p.function].name.clone(),
+                function: p.function,
+            })
+            .collect();
+        Ok(Module {
+            functions,
+            maps,
+            programs,
+        })
+    }
+}
+
+impl Machine {
+    /// Loads `obj` with the generic helpers.
+    pub fn from_object(obj: &Object, config: Config) -> Result<Machine, Error> {
+        Machine::new(Module::from_object(obj)?, config)
+    }
+}
