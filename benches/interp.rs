@@ -96,7 +96,13 @@ fn main() {
     let rate = |t: Duration| executed as f64 / t.as_secs_f64();
     let (ours, theirs) = (rate(ours_t), rate(rbpf_t));
     println!("tight loop: {executed} instructions, r0 = {ours_r0:#x}");
-    println!("  opsplit runtime: {:>8.1} M insns/s ({ours_t:?})", ours / 1e6);
-    println!("  rbpf 0.4 interp: {:>8.1} M insns/s ({rbpf_t:?})", theirs / 1e6);
+    println!(
+        "  opsplit runtime: {:>8.1} M insns/s ({ours_t:?})",
+        ours / 1e6
+    );
+    println!(
+        "  rbpf 0.4 interp: {:>8.1} M insns/s ({rbpf_t:?})",
+        theirs / 1e6
+    );
     println!("  ratio opsplit/rbpf: {:.2}", ours / theirs);
 }
