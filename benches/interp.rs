@@ -88,7 +88,7 @@ fn main() {
     let (ours_t, ours_r0) = best(5, || m.run("loop", 0).expect("runs"));
     assert_eq!(m.stats.last_run_insns, executed, "instruction count");
 
-    let bytes = encode(&assign_slots(&insns));
+    let bytes = encode(assign_slots(&insns));
     let vm = rbpf::EbpfVmNoData::new(Some(&bytes)).expect("rbpf accepts the program");
     let (rbpf_t, rbpf_r0) = best(5, || vm.execute_program().expect("rbpf runs"));
     assert_eq!(ours_r0, rbpf_r0, "both interpreters compute the same r0");
