@@ -376,9 +376,7 @@ pub const OPS: [OpInfo; OP_COUNT as usize] = [
         result: ResultUse::ReplyBool,
         result_meaning: "ECN wanted iff reply == 1; veto -> no ECN",
         skb: SkbAvail::None,
-        residual_reason: Some(
-            "no bpf_tcp_ops member (a congestion-control question; tcp_congestion_ops expresses it)",
-        ),
+        residual_reason: Some("a congestion-control question; tcp_congestion_ops expresses it"),
     },
     OpInfo {
         op: 7,
@@ -390,7 +388,7 @@ pub const OPS: [OpInfo; OP_COUNT as usize] = [
         result: ResultUse::Reply,
         result_meaning: "reply > 0 -> base RTT in us for TCP-NV",
         skb: SkbAvail::None,
-        residual_reason: Some("no bpf_tcp_ops member (used only by TCP-NV)"),
+        residual_reason: Some("used only by TCP-NV"),
     },
     OpInfo {
         op: 8,
@@ -612,7 +610,7 @@ const fn tstamp(op: u8, name: &'static str, meaning: &'static str) -> OpInfo {
         result: ResultUse::Ignored,
         result_meaning: meaning,
         skb: SkbAvail::NoData,
-        residual_reason: Some("no bpf_tcp_ops member for TX timestamping (upstream spec §6)"),
+        residual_reason: Some("no TX-timestamping member in any revision (upstream spec §6)"),
     }
 }
 

@@ -120,15 +120,30 @@ pub fn analyze_program(m: &Module, entry: usize, env: &Env) -> Result<ProgramFac
     let it = interp::run(m, entry)?;
     let other = other_ops();
 
-    // Which ops take other instructions than the default path, in one pass over the reach sets.
+    // Which ops behave differently from the default path, in one pass over the reach sets:
+    // they run other effectful instructions, or cause other events (helper arguments, return
+    // values, ctx writes). Instructions that only dispatch on the op do not count: a switch
+    // tree takes different compares for ops that all end up in `default:`.
     let mut differs = OpSet::EMPTY;
     let mut other_differs = OpSet::EMPTY;
-    for r in it.reach.iter().flatten() {
+    let mut note = |r: OpSet| {
         let any_other = !r.inter(other).is_empty();
-        let d = if any_other { OpSet::ALL.minus(*r) } else { *r };
+        let d = if any_other { OpSet::ALL.minus(r) } else { r };
         differs = differs.union(d.minus(other));
         if any_other {
-            other_differs = other_differs.union(other.minus(*r));
+            other_differs = other_differs.union(other.minus(r));
+        }
+    };
+    for (f, rs) in it.reach.iter().enumerate() {
+        for (i, r) in rs.iter().enumerate() {
+            if it.effectful[f][i] {
+                note(*r);
+            }
+        }
+    }
+    for (e, s) in &it.events {
+        if !matches!(e, Event::CtxRead { field: "op", .. }) {
+            note(*s);
         }
     }
 
@@ -406,7 +421,7 @@ impl FindingBuilder<'_> {
         let Some(info) = info else { return };
         let Some(member) = info.member else { return };
         match e {
-            Event::Helper { id, loc, args } => self.helper(info, member.name, *id, *loc, args),
+            Event::Helper { id, loc, args, .. } => self.helper(info, member.name, *id, *loc, args),
             Event::Kfunc { name, loc } if name == "bpf_sock_ops_enable_tx_tstamp" => self.push(
                 Error,
                 K::HelperUnavailable,

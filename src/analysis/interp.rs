@@ -174,10 +174,13 @@ pub enum Event {
     PacketRead {
         loc: Loc,
     },
+    /// A helper call with its constant arguments and, for arguments pointing into the stack,
+    /// the constant stored there (the buffer of `bpf_setsockopt`, a map key).
     Helper {
         id: i32,
         loc: Loc,
         args: [Option<u64>; 5],
+        pointees: [Option<u64>; 5],
     },
     Kfunc {
         name: String,
@@ -224,6 +227,9 @@ pub struct Interp<'m> {
     pub reach: Vec<Vec<OpSet>>,
     /// Every event with the ops for which it happens.
     pub events: HashMap<Event, OpSet>,
+    /// Per function, per instruction index: whether the instruction does more than steer
+    /// control flow ([`super::cfg::Cfg::useful`]).
+    pub effectful: Vec<Vec<bool>>,
     memo: HashMap<(usize, State), Option<State>>,
     prio: Vec<Option<Vec<usize>>>,
     op_identity: Rc<OpVec>,
@@ -241,6 +247,7 @@ pub fn run(m: &Module, entry: usize) -> Result<Interp<'_>, String> {
             .map(|f| vec![OpSet::EMPTY; f.insns.len()])
             .collect(),
         events: HashMap::new(),
+        effectful: m.funcs.iter().map(|f| f.cfg.useful(&f.insns)).collect(),
         memo: HashMap::new(),
         prio: vec![None; m.funcs.len()],
         op_identity: Rc::new(OpVec::identity()),
@@ -404,6 +411,10 @@ impl<'m> Interp<'m> {
     }
 
     fn step(&mut self, fid: usize, i: usize, st: &mut State) -> Out {
+        self.transfer(fid, i, st)
+    }
+
+    fn transfer(&mut self, fid: usize, i: usize, st: &mut State) -> Out {
         let m = self.m;
         let f = &m.funcs[fid];
         let si = f.insns[i];
@@ -748,11 +759,22 @@ impl<'m> Interp<'m> {
 
     fn helper(&mut self, id: i32, st: &mut State, loc: Loc) -> Out {
         let args: [Val; 5] = std::array::from_fn(|k| st.regs[k + 1].clone());
-        let per_op = args.iter().any(Val::is_op_derived);
+        let pointees: [Val; 5] = std::array::from_fn(|k| match args[k] {
+            Val::Stack {
+                frame,
+                off: Some(o),
+            } => st.frames[frame as usize]
+                .slots
+                .get(&o)
+                .map_or(Val::Unknown, |(_, v)| v.clone()),
+            _ => Val::Unknown,
+        });
+        let per_op = args.iter().any(Val::is_op_derived) || pointees.iter().any(Val::is_op_derived);
         self.record_each(st.ops, per_op, |o| Event::Helper {
             id,
             loc,
             args: std::array::from_fn(|k| args[k].at(o)),
+            pointees: std::array::from_fn(|k| pointees[k].at(o)),
         });
         match id {
             helper::TAIL_CALL => {
