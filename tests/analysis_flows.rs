@@ -11,7 +11,6 @@ enum A {
     I(Insn),
     L(&'static str),
     J(Width, JmpCond, Reg, Src, &'static str),
-    Goto(&'static str),
 }
 use A::*;
 
@@ -24,7 +23,7 @@ fn asm(items: Vec<A>) -> Vec<SlotInsn> {
                 labels.insert(*n, slot);
             }
             I(i) => slot += i.slots(),
-            J(..) | Goto(_) => slot += 1,
+            J(..) => slot += 1,
         }
     }
     let mut out = Vec::new();
@@ -38,9 +37,6 @@ fn asm(items: Vec<A>) -> Vec<SlotInsn> {
                 cond,
                 dst,
                 src,
-                off: (labels[l] as i64 - slot as i64 - 1) as i16,
-            },
-            Goto(l) => Insn::Ja {
                 off: (labels[l] as i64 - slot as i64 - 1) as i16,
             },
         };
