@@ -510,7 +510,13 @@ impl Machine {
         match self.maps.get_mut(map).map(|m| &mut m.storage) {
             Some(Storage::ProgArray { slots }) => {
                 let s = slots.get_mut(index as usize).ok_or(MapError::TooBig)?;
-                if function.is_some_and(|f| f >= self.image.funcs.len()) {
+                let loaded = |f: FuncIndex| {
+                    self.image
+                        .funcs
+                        .get(f)
+                        .is_some_and(|i| i.entry != super::interp::NOT_LOADED)
+                };
+                if function.is_some_and(|f| !loaded(f)) {
                     return Err(MapError::Invalid);
                 }
                 *s = function;

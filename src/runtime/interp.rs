@@ -250,7 +250,7 @@ pub(crate) fn build(module: Module, config: Config, table: &HelperTable) -> Resu
             )
         })
         .collect();
-    let image = compile(&module, table, &maps, &memory, func_regions)?;
+    let image = compile(&module, table, &maps, func_regions)?;
     let now_ns = config.start_ns;
     let rng = config.seed;
     Ok(Machine {
@@ -421,19 +421,49 @@ fn stack_depth(insns: &[crate::insn::SlotInsn]) -> u32 {
     depth.div_ceil(32) * 32
 }
 
+/// Entry of a function no program reaches: it is not compiled.
+pub(crate) const NOT_LOADED: u32 = u32::MAX;
+
+/// Functions reachable from the programs (and from PROG_ARRAY slots, which tail calls enter):
+/// like the kernel, which loads each program with only its own subprograms, a function no
+/// program reaches is not compiled, so its unsupported helpers do not stop the others.
+fn reachable(module: &Module) -> Vec<bool> {
+    let n = module.functions.len();
+    let mut seen = vec![false; n];
+    let mut todo: Vec<FuncIndex> = module.programs.iter().map(|p| p.function).collect();
+    for m in &module.maps {
+        if let super::MapInit::Programs(slots) = &m.init {
+            todo.extend(slots.iter().map(|&(_, f)| f));
+        }
+    }
+    while let Some(f) = todo.pop() {
+        if f >= n || seen[f] {
+            continue;
+        }
+        seen[f] = true;
+        for (_, t) in &module.functions[f].relocations {
+            if let Target::Call(t) | Target::FuncAddr(t) = t {
+                todo.push(*t);
+            }
+        }
+    }
+    seen
+}
+
 fn compile(
     module: &Module,
     table: &HelperTable,
     maps: &[MapState],
-    memory: &Memory,
     func_regions: Vec<RegionId>,
 ) -> Result<Image, Error> {
-    let _ = memory;
+    let reach = reachable(module);
     let mut entries = Vec::with_capacity(module.functions.len());
     let mut n = 0u32;
-    for f in &module.functions {
-        entries.push(n);
-        n += f.insns.len() as u32;
+    for (f, &live) in module.functions.iter().zip(&reach) {
+        entries.push(if live { n } else { NOT_LOADED });
+        if live {
+            n += f.insns.len() as u32;
+        }
     }
     let mut ops = Vec::with_capacity(n as usize);
     let mut loc = Vec::with_capacity(n as usize);
@@ -442,6 +472,16 @@ fn compile(
     let mut helper_index: HashMap<String, u32> = HashMap::new();
 
     for (fi, f) in module.functions.iter().enumerate() {
+        if !reach[fi] {
+            funcs.push(FuncInfo {
+                name: f.name.clone(),
+                entry: NOT_LOADED,
+                stack: 0,
+                has_tail_call: false,
+                lines: Vec::new(),
+            });
+            continue;
+        }
         let err = |slot: usize, message: String| Error::Instruction {
             section: f.section.clone(),
             function: f.name.clone(),

@@ -145,6 +145,34 @@ impl Module {
                 };
                 relocations.push((r.slot, t));
             }
+            // Calls and function addresses inside one section are resolved by the assembler
+            // and carry no relocation: the target is a slot of the same section.
+            for si in &f.insns {
+                if f.relocations.iter().any(|r| r.slot == si.slot) {
+                    continue;
+                }
+                let Some(rel) = si.insn.subprog_target(si.slot) else {
+                    continue;
+                };
+                let target_slot = f.first_slot() as i64 + rel;
+                let callee = obj
+                    .functions
+                    .iter()
+                    .position(|g| g.section == f.section && g.first_slot() as i64 == target_slot);
+                let Some(callee) = callee else {
+                    return Err(err(
+                        si.slot,
+                        format!(
+                            "call or function address to section slot {target_slot}, which starts no function"
+                        ),
+                    ));
+                };
+                let t = match si.insn {
+                    crate::insn::Insn::Call(_) => Target::Call(callee),
+                    _ => Target::FuncAddr(callee),
+                };
+                relocations.push((si.slot, t));
+            }
             functions.push(ModuleFunction {
                 name: f.name.clone(),
                 section,
