@@ -856,6 +856,27 @@ pub mod helper {
     pub const FIND_VMA: i32 = 180;
     pub const LOOP: i32 = 181;
     pub const USER_RINGBUF_DRAIN: i32 = 209;
+
+    /// Helpers whose pointer arguments are only read (keys, values, option buffers to set,
+    /// records to output): the stack they point to keeps its contents across the call.
+    pub fn reads_only_through_pointers(id: i32) -> bool {
+        matches!(
+            id,
+            MAP_LOOKUP_ELEM
+                | MAP_UPDATE_ELEM
+                | 3 // map_delete_elem
+                | 6 // trace_printk
+                | PERF_EVENT_OUTPUT
+                | SETSOCKOPT
+                | SOCK_MAP_UPDATE
+                | SOCK_HASH_UPDATE
+                | SK_STORAGE_GET
+                | SK_STORAGE_DELETE
+                | 130 // ringbuf_output
+                | STORE_HDR_OPT
+                | 87 // map_push_elem
+        )
+    }
 }
 
 /// Members whose `sk` is an owned, locked full socket: the R6/R7 `bpf_{get,set}sockopt`

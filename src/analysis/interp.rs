@@ -811,6 +811,26 @@ impl<'m> Interp<'m> {
             }
             _ => {}
         }
+        // A helper may write through a stack pointer it gets (getsockopt's optval, load_hdr_opt's
+        // buffer, probe reads): forget what was stored there, except for helpers that only read.
+        if !helper::reads_only_through_pointers(id) {
+            for (k, a) in args.iter().enumerate() {
+                if let Val::Stack { frame, off } = *a {
+                    let fr = &mut st.frames[frame as usize];
+                    let len = match args.get(k + 1) {
+                        Some(Val::Const(c)) => Some(*c),
+                        _ => None,
+                    };
+                    match (off, len) {
+                        (Some(o), Some(len)) if len <= 512 => fr.clobber(o, len as u32),
+                        (Some(o), _) => {
+                            fr.slots.retain(|&k, _| k < o);
+                        }
+                        (None, _) => fr.slots.clear(),
+                    }
+                }
+            }
+        }
         // Callbacks: (helper, callback arg, callback-ctx arg, the callback's ctx parameter).
         let cb = match id {
             helper::LOOP => Some((1, Some(2), 2, true)),
