@@ -139,16 +139,104 @@ fn every_fixture_loads_or_names_what_is_not_modelled() {
             }
         }
     }
-    for must in ["ecn_base_rtt.o", "ecn_base_rtt.O1.o", "ecn_base_rtt.v1.o"] {
+    for must in ["ecn_base_rtt.o", "ecn_base_rtt.O1.o", "syn_rto_rwnd.v4.o"] {
         assert!(loaded.contains(&must), "{must} should load: {loaded:?}");
     }
 }
 
+/// `syn_rto_rwnd`: hash map policy lookups, a per-CPU array of hit counters, `.rodata` knobs
+/// and the `CONFIG_HZ` kconfig extern, which comes from [`Config::hz`].
 #[test]
-fn kconfig_extern_is_a_load_error_naming_it() {
-    let obj = fixture("syn_rto_rwnd.o");
-    let e = Machine::from_object(&obj, Config::default())
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("CONFIG_HZ") && e.contains("syn_rto_rwnd"), "{e}");
+fn syn_rto_rwnd_converts_with_config_hz_and_honours_rodata_knobs() {
+    const TIMEOUT_INIT: u32 = 1;
+    const RWND_INIT: u32 = 2;
+    for (name, hz) in [
+        ("syn_rto_rwnd.o", 250u64),
+        ("syn_rto_rwnd.v1.o", 250),
+        ("syn_rto_rwnd.v4.o", 1000),
+        ("syn_rto_rwnd.O1.o", 100),
+    ] {
+        let obj = fixture(name);
+        let config = Config {
+            hz,
+            ..Config::default()
+        };
+        let mut m = Machine::from_object(&obj, config).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let policy = m.map_index("dst_policy").unwrap();
+        let key = |ip: [u8; 4]| {
+            let mut k = AF_INET.to_le_bytes().to_vec();
+            k.extend_from_slice(&ip);
+            k.extend_from_slice(&[0; 12]);
+            k
+        };
+        let value = |rto: u32, rwnd: u32, flags: u32| {
+            [rto, rwnd, flags, 0]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>()
+        };
+        let (known, clamped, unknown) = ([10, 0, 0, 1], [10, 0, 0, 2], [10, 0, 0, 3]);
+        m.maps[policy]
+            .update(&mut m.memory, &key(known), &value(3000, 40, 1), 0)
+            .unwrap();
+        m.maps[policy]
+            .update(&mut m.memory, &key(clamped), &value(100_000, 0, 0), 0)
+            .unwrap();
+
+        let ctx_ptr = m.alloc(RegionKind::Ctx, vec![0; 224], true);
+        let call = |m: &mut Machine, op: u32, ip: [u8; 4]| {
+            m.memory
+                .write_bytes(ctx_ptr, &ctx(op, AF_INET, ip, [0; 16]))
+                .unwrap();
+            let ret = m
+                .run("syn_rto_rwnd", ctx_ptr)
+                .unwrap_or_else(|f| panic!("{name}: {f}"));
+            (ret, m.memory.load(ctx_ptr + 4, 4).unwrap())
+        };
+        // ms -> jiffies rounds up: (ms * HZ + 999) / 1000.
+        let jiffies = |ms: u64| (ms * hz).div_ceil(1000);
+        assert_eq!(
+            call(&mut m, TIMEOUT_INIT, known),
+            (1, jiffies(3000)),
+            "{name}"
+        );
+        assert_eq!(call(&mut m, RWND_INIT, known), (1, 40), "{name}");
+        assert_eq!(call(&mut m, NEEDS_ECN, known), (1, 1), "{name}");
+        // max_rto_ms (60000) caps the policy.
+        assert_eq!(
+            call(&mut m, TIMEOUT_INIT, clamped),
+            (1, jiffies(60_000)),
+            "{name}"
+        );
+        // No policy, no default: the kernel keeps its own values.
+        assert_eq!(call(&mut m, TIMEOUT_INIT, unknown), (1, 0), "{name}");
+        assert_eq!(call(&mut m, RWND_INIT, unknown), (0, 0), "{name}");
+        assert_eq!(call(&mut m, NEEDS_ECN, unknown), (1, 0), "{name}");
+
+        // The skeleton sets default_rto_ms in .rodata before load.
+        let sym = obj
+            .symbols
+            .iter()
+            .find(|s| s.name == "default_rto_ms")
+            .unwrap();
+        let rodata = m.map_index(".rodata").unwrap();
+        let region = m.maps[rodata].global_region().unwrap();
+        let off = sym.value as usize;
+        m.memory.region_mut(region).unwrap().data[off..off + 4]
+            .copy_from_slice(&2000u32.to_le_bytes());
+        assert_eq!(
+            call(&mut m, TIMEOUT_INIT, unknown),
+            (1, jiffies(2000)),
+            "{name}"
+        );
+
+        let hits = m.map_index("policy_hits").unwrap();
+        let counts: Vec<u64> = m.maps[hits]
+            .entries(&m.memory)
+            .iter()
+            .map(|(_, v)| u64::from_le_bytes(v[..8].try_into().unwrap()))
+            .collect();
+        // [timeout, rwnd, ecn]: known, clamped and the default each set a timeout.
+        assert_eq!(counts, vec![3, 1, 1], "{name}");
+    }
 }

@@ -6,13 +6,14 @@ use std::collections::HashMap;
 use super::{Config, Machine, MapInit, Module, ModuleFunction, ModuleMap, ModuleProgram, Target};
 use crate::Error;
 use crate::obj::maps::map_flags;
-use crate::obj::{MapKind, MapValue, Object, RelocKind, SectionKind};
+use crate::obj::{ExternKind, MapKind, MapValue, Object, RelocKind, SectionKind};
 
 impl Module {
     /// Builds the runnable form of every function, map and program of `obj`. Relocations the
     /// runtime cannot resolve (kernel variables, `.kconfig` values) are errors naming the
     /// function and slot; map types it cannot model are reported by [`Machine::new`].
-    pub fn from_object(obj: &Object) -> Result<Module, Error> {
+    /// `config` supplies the `.kconfig` values libbpf would read from the kernel.
+    pub fn from_object(obj: &Object, config: &Config) -> Result<Module, Error> {
         let mut maps = Vec::new();
         let mut map_index: HashMap<&str, usize> = HashMap::new();
         let mut global_by_section: HashMap<usize, usize> = HashMap::new();
@@ -105,6 +106,9 @@ impl Module {
             }
         }
 
+        // Each `.kconfig` extern gets its own read-only value; libbpf packs them into one map,
+        // which programs cannot observe.
+        let mut kconfig_maps: HashMap<&str, usize> = HashMap::new();
         let mut functions = Vec::with_capacity(obj.functions.len());
         for (fi, f) in obj.functions.iter().enumerate() {
             let section = obj.sections[f.section].name.clone();
@@ -134,6 +138,31 @@ impl Module {
                     RelocKind::Call { target } => Target::Call(*target),
                     RelocKind::FuncAddr { target } => Target::FuncAddr(*target),
                     RelocKind::KfuncCall { name } => Target::Kfunc(name.clone()),
+                    RelocKind::Extern {
+                        name,
+                        kind: ExternKind::Kconfig,
+                    } => {
+                        let map = match kconfig_maps.get(name.as_str()) {
+                            Some(&m) => m,
+                            None => {
+                                let data = kconfig_value(obj, name, config)
+                                    .map_err(|message| err(r.slot, message))?;
+                                maps.push(ModuleMap {
+                                    name: format!(".kconfig:{name}"),
+                                    map_type: super::maps::map_type::ARRAY,
+                                    key_size: 4,
+                                    value_size: data.len() as u32,
+                                    max_entries: 1,
+                                    map_flags: map_flags::RDONLY_PROG,
+                                    read_only: true,
+                                    init: MapInit::Data(data),
+                                });
+                                kconfig_maps.insert(name.as_str(), maps.len() - 1);
+                                maps.len() - 1
+                            }
+                        };
+                        Target::GlobalData { map, offset: 0 }
+                    }
                     RelocKind::Extern { name, kind } => {
                         return Err(err(
                             r.slot,
@@ -200,6 +229,42 @@ impl Module {
 impl Machine {
     /// Loads `obj` with the generic helpers.
     pub fn from_object(obj: &Object, config: Config) -> Result<Machine, Error> {
-        Machine::new(Module::from_object(obj)?, config)
+        Machine::new(Module::from_object(obj, &config)?, config)
     }
+}
+
+/// The bytes of `.kconfig` extern `name`, sized by its BTF type. Unknown values are 0 for weak
+/// externs and an error otherwise, as in libbpf.
+fn kconfig_value(obj: &Object, name: &str, config: &Config) -> Result<Vec<u8>, String> {
+    let ext = obj
+        .externs
+        .iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| format!("kconfig extern `{name}` is not declared"))?;
+    let size = match (ext.btf_id, &obj.btf) {
+        (Some(id), Some(btf)) => btf
+            .resolve_size(id)
+            .map_err(|e| format!("kconfig extern `{name}`: {e}"))?,
+        _ => return Err(format!("kconfig extern `{name}` has no BTF type")),
+    };
+    if size == 0 || size > 8 {
+        return Err(format!(
+            "kconfig extern `{name}` of {size} bytes is not modelled"
+        ));
+    }
+    let value = match name {
+        "CONFIG_HZ" => Some(config.hz),
+        "LINUX_KERNEL_VERSION" => Some(u64::from(config.kernel_version)),
+        _ => config.kconfig.get(name).copied(),
+    };
+    let value = match (value, ext.weak) {
+        (Some(v), _) => v,
+        (None, true) => 0,
+        (None, false) => {
+            return Err(format!(
+                "kconfig extern `{name}` has no value (set it in Config::kconfig)"
+            ));
+        }
+    };
+    Ok(value.to_le_bytes()[..size as usize].to_vec())
 }

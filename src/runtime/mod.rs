@@ -177,6 +177,10 @@ pub struct Config {
     pub start_ns: u64,
     /// `jiffies_64` at virtual time 0.
     pub jiffies_at_zero: u64,
+    /// `LINUX_KERNEL_VERSION` for `.kconfig` externs (`KERNEL_VERSION(6, 18, 44)`).
+    pub kernel_version: u32,
+    /// Other `.kconfig` extern values by name (`CONFIG_HZ` comes from `hz`).
+    pub kconfig: std::collections::BTreeMap<String, u64>,
 }
 
 impl Default for Config {
@@ -189,6 +193,8 @@ impl Default for Config {
             // The kernel starts jiffies 5 minutes before wrap-around (`INITIAL_JIFFIES`) to
             // shake out wrap bugs; programs comparing jiffies see the same.
             jiffies_at_zero: (-300i64 * 250) as u32 as u64,
+            kernel_version: (6 << 16) | (18 << 8) | 44,
+            kconfig: std::collections::BTreeMap::new(),
         }
     }
 }
