@@ -240,3 +240,18 @@ fn syn_rto_rwnd_converts_with_config_hz_and_honours_rodata_knobs() {
         assert_eq!(counts, vec![3, 1, 1], "{name}");
     }
 }
+
+#[test]
+fn a_fault_in_a_fixture_carries_its_source_line() {
+    let obj = fixture("ecn_base_rtt.o");
+    let mut m = Machine::from_object(&obj, Config::default()).unwrap();
+    // A context cut short after `op`: the program's read of `family` is out of bounds.
+    let mut short = ctx(BASE_RTT, AF_INET, [10, 0, 0, 1], [0; 16]);
+    short.truncate(8);
+    let ctx_ptr = m.alloc(RegionKind::Ctx, short, true);
+    let f = m.run("ecn_base_rtt", ctx_ptr).unwrap_err();
+    let line = f.line.as_ref().expect("fixtures carry BTF line info");
+    assert!(line.text.contains("family"), "{f}");
+    assert!(line.file.ends_with("ecn_base_rtt.c"), "{f}");
+    assert!(f.to_string().contains("ecn_base_rtt.c:"), "{f}");
+}

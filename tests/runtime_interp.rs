@@ -972,3 +972,221 @@ fn load_errors_name_function_slot_and_map() {
         "{e}"
     );
 }
+
+const RINGBUF: u32 = 27;
+
+#[test]
+fn ringbuf_reserve_submit_discard_and_output_account_for_space() {
+    // r6 = reserve(rb, 16, 0); if !r6 return 0; *(u64 *)r6 = 7; submit(r6);
+    // r6 = reserve(rb, 8, 0); discard(r6); r0 = output(rb, r10-8, 8, 0)
+    let ld_rb = |d: Reg| Insn::LdImm64 {
+        dst: d,
+        value: LdImm64::Imm(0),
+    };
+    let prog = vec![
+        ld_rb(Reg::R1), // slot 0
+        mov(2, 16),
+        mov(3, 0),
+        call_helper(131),
+        x64(AluOp::Mov, 6, 0),
+        jmp(Width::W64, JmpCond::Ne, 6, Src::Imm(0), 1),
+        EXIT,
+        mov(1, 7),
+        stx(Size::DW, 6, 0, 1),
+        x64(AluOp::Mov, 1, 6),
+        mov(2, 0),
+        call_helper(132),
+        ld_rb(Reg::R1), // slot 13
+        mov(2, 8),
+        mov(3, 0),
+        call_helper(131),
+        x64(AluOp::Mov, 1, 0),
+        mov(2, 0),
+        call_helper(133),
+        mov(1, 0x55),
+        stx(Size::DW, 10, -8, 1),
+        ld_rb(Reg::R1), // slot 23
+        x64(AluOp::Mov, 2, 10),
+        a64(AluOp::Add, 2, -8),
+        mov(3, 8),
+        mov(4, 0),
+        call_helper(130),
+        EXIT,
+    ];
+    let m = module(
+        vec![(
+            "p",
+            prog,
+            vec![
+                (0, Target::Map(0)),
+                (13, Target::Map(0)),
+                (23, Target::Map(0)),
+            ],
+        )],
+        vec![map_def("rb", RINGBUF, 0, 0, 4096, MapInit::Empty)],
+    );
+    let mut m = Machine::new(m, Config::default()).unwrap();
+    assert_eq!(m.run("p", 0).unwrap(), 0);
+    assert_eq!(
+        m.records,
+        vec![
+            Record::Ringbuf {
+                map: 0,
+                data: [7u64.to_le_bytes(), [0; 8]].concat()
+            },
+            Record::Ringbuf {
+                map: 0,
+                data: 0x55u64.to_le_bytes().to_vec()
+            },
+        ]
+    );
+    // Each run takes 24 + 16 bytes of the 4096 (the discarded record gives its space back):
+    // 102 runs fit, then the first reservation fails and the program returns 0 early.
+    for _ in 0..101 {
+        m.run("p", 0).unwrap();
+    }
+    assert_eq!(m.records.len(), 204);
+    assert_eq!(m.run("p", 0).unwrap(), 0);
+    assert_eq!(m.records.len(), 204, "no room: reserve returned NULL");
+    m.consume_ringbuf(0);
+    m.run("p", 0).unwrap();
+    assert_eq!(m.records.len(), 206);
+}
+
+#[test]
+fn perf_event_output_checks_the_cpu_index() {
+    // r0 = perf_event_output(ctx, map, flags, r10-8, 8)
+    let prog = |flags: i64| {
+        vec![
+            mov(1, 0x66),
+            stx(Size::DW, 10, -8, 1),
+            mov(1, 0),
+            Insn::LdImm64 {
+                dst: Reg::R2,
+                value: LdImm64::Imm(0),
+            }, // slot 3
+            ld64(3, flags),
+            x64(AluOp::Mov, 4, 10),
+            a64(AluOp::Add, 4, -8),
+            mov(5, 8),
+            call_helper(25),
+            EXIT,
+        ]
+    };
+    let run_with = |flags: i64| {
+        let m = module(
+            vec![("p", prog(flags), vec![(3, Target::Map(0))])],
+            vec![map_def("events", 4, 4, 4, 2, MapInit::Empty)],
+        );
+        let mut m = Machine::new(m, Config::default()).unwrap();
+        let r = m.run("p", 0).unwrap() as i64;
+        (r, m.records)
+    };
+    let (r, rec) = run_with(0xffff_ffff); // BPF_F_CURRENT_CPU
+    assert_eq!(r, 0);
+    assert_eq!(
+        rec,
+        vec![Record::PerfEvent {
+            map: 0,
+            cpu: 0,
+            data: 0x66u64.to_le_bytes().to_vec()
+        }]
+    );
+    assert_eq!(run_with(1).0, 0);
+    assert_eq!(run_with(2).0, -7, "index past max_entries: -E2BIG");
+    assert_eq!(run_with(1 << 32).0, -22, "unknown flag bits: -EINVAL");
+}
+
+#[test]
+fn a_fault_inside_a_callback_names_the_callback() {
+    // main calls bpf_loop(1, cb, 0, 0); cb dereferences its NULL ctx at slot 1.
+    let main = vec![
+        mov(1, 1),
+        Insn::LdImm64 {
+            dst: Reg::R2,
+            value: LdImm64::Imm(0),
+        },
+        mov(3, 0),
+        mov(4, 0),
+        call_helper(181),
+        EXIT,
+    ];
+    let cb = vec![mov(0, 0), ldx(Size::W, 0, 2, 0), EXIT];
+    let m = module(
+        vec![
+            ("main", main, vec![(1, Target::FuncAddr(1))]),
+            ("cb", cb, vec![]),
+        ],
+        vec![],
+    );
+    let mut m = Machine::new(m, Config::default()).unwrap();
+    let f = m.run("main", 0).unwrap_err();
+    assert_eq!(
+        (f.program.as_str(), f.function.as_str(), f.slot),
+        ("main", "cb", 1)
+    );
+    // The machine is usable again after a fault.
+    let f2 = m.run("main", 0).unwrap_err();
+    assert_eq!(f, f2);
+}
+
+#[test]
+fn tail_call_from_a_subprogram_needs_a_small_stack_below_it() {
+    // main uses 320 bytes and calls sub, which contains a tail call: refused (>= 256 below it).
+    let main = vec![mov(1, 0), stx(Size::DW, 10, -320, 1), CALL, EXIT];
+    let sub = vec![
+        Insn::LdImm64 {
+            dst: Reg::R2,
+            value: LdImm64::Imm(0),
+        },
+        mov(3, 0),
+        call_helper(12),
+        mov(0, 3),
+        EXIT,
+    ];
+    let build = |depth: i16| {
+        let mut main = main.clone();
+        main[1] = stx(Size::DW, 10, depth, 1);
+        module(
+            vec![
+                ("main", main, vec![(2, Target::Call(1))]),
+                ("sub", sub.clone(), vec![(0, Target::Map(0))]),
+            ],
+            vec![map_def("jmp", 3, 4, 4, 1, MapInit::Empty)],
+        )
+    };
+    let f = Machine::new(build(-320), Config::default())
+        .unwrap()
+        .run("main", 0)
+        .unwrap_err();
+    assert_eq!(f.kind, FaultKind::TailCallStack { bytes: 320 });
+    assert_eq!((f.function.as_str(), f.slot), ("main", 2));
+    // With 64 bytes below, the (empty-slot) tail call falls through and sub returns 3.
+    let mut m = Machine::new(build(-64), Config::default()).unwrap();
+    assert_eq!(m.run("main", 0).unwrap(), 3);
+}
+
+#[test]
+fn legacy_packet_loads_read_network_order_and_end_the_program_out_of_bounds() {
+    let prog = |off: i32| {
+        vec![
+            mov(0, 99),
+            Insn::LdAbs {
+                size: NarrowSize::H,
+                imm: off,
+            },
+            a64(AluOp::Add, 0, 1),
+            EXIT,
+        ]
+    };
+    let mut m = Machine::new(Module::single("p", &prog(2)), Config::default()).unwrap();
+    m.packet = Some(m.alloc(RegionKind::Packet, vec![0x11, 0x22, 0x33, 0x44], false));
+    assert_eq!(m.run("p", 0).unwrap(), 0x3344 + 1);
+    let mut m = Machine::new(Module::single("p", &prog(3)), Config::default()).unwrap();
+    m.packet = Some(m.alloc(RegionKind::Packet, vec![0x11, 0x22, 0x33, 0x44], false));
+    assert_eq!(
+        m.run("p", 0).unwrap(),
+        0,
+        "out of bounds: the program returns 0"
+    );
+}

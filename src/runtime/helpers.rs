@@ -96,7 +96,7 @@ impl HelperTable {
     /// (`bpf_tail_call` is built into the interpreter.)
     pub fn generic() -> HelperTable {
         let mut t = HelperTable::empty();
-        let entries: [(&str, HelperFn); 12] = [
+        let entries: [(&str, HelperFn); 15] = [
             ("bpf_map_lookup_elem", map_lookup_elem),
             ("bpf_map_update_elem", map_update_elem),
             ("bpf_map_delete_elem", map_delete_elem),
@@ -107,6 +107,9 @@ impl HelperTable {
             ("bpf_jiffies64", jiffies64),
             ("bpf_trace_printk", trace_printk),
             ("bpf_ringbuf_output", ringbuf_output),
+            ("bpf_ringbuf_reserve", ringbuf_reserve),
+            ("bpf_ringbuf_submit", ringbuf_submit),
+            ("bpf_ringbuf_discard", ringbuf_discard),
             ("bpf_perf_event_output", perf_event_output),
             ("bpf_loop", bpf_loop),
         ];
@@ -398,9 +401,8 @@ fn ringbuf_output(m: &mut Machine, a: [u64; 5]) -> Result<u64, HelperError> {
         return Ok(neg(EINVAL));
     }
     let capacity = u64::from(st.max_entries);
-    // Each record takes an 8-byte header and is padded to 8 bytes.
-    let need = (data.len() as u64 + 8).div_ceil(8) * 8;
-    let Storage::RingBuf { pending } = &mut m.maps[map].storage else {
+    let need = ringbuf_need(data.len() as u64);
+    let Storage::RingBuf { pending, .. } = &mut m.maps[map].storage else {
         return Err(not_for_type(NAME, map_type::RINGBUF, ""));
     };
     if *pending + need > capacity {
@@ -409,6 +411,86 @@ fn ringbuf_output(m: &mut Machine, a: [u64; 5]) -> Result<u64, HelperError> {
     *pending += need;
     m.records.push(Record::Ringbuf { map, data });
     Ok(0)
+}
+
+/// Each record takes an 8-byte header and is padded to 8 bytes.
+fn ringbuf_need(len: u64) -> u64 {
+    (len + 8).div_ceil(8) * 8
+}
+
+/// `bpf_ringbuf_reserve(ringbuf, size, flags)`: a writable record, or NULL when flags are not
+/// 0 or the buffer has no room.
+fn ringbuf_reserve(m: &mut Machine, a: [u64; 5]) -> Result<u64, HelperError> {
+    const NAME: &str = "bpf_ringbuf_reserve";
+    let map = map_arg(m, NAME, a[0])?;
+    let st = &m.maps[map];
+    if st.map_type != map_type::RINGBUF {
+        return Err(not_for_type(NAME, st.map_type, &st.name));
+    }
+    let capacity = u64::from(st.max_entries);
+    let need = ringbuf_need(a[1]);
+    let Storage::RingBuf { pending, .. } = &st.storage else {
+        return Err(not_for_type(NAME, st.map_type, &st.name));
+    };
+    if a[2] != 0 || *pending + need > capacity {
+        return Ok(0);
+    }
+    let region = m.memory.alloc(
+        RegionKind::RingbufRecord { map: map as u32 },
+        vec![0; a[1] as usize],
+        true,
+    );
+    if let Storage::RingBuf { pending, reserved } = &mut m.maps[map].storage {
+        *pending += need;
+        reserved.push((region, need));
+    }
+    Ok(pointer(region, 0))
+}
+
+/// Closes a reservation: the record's map and bytes, and the region released.
+fn ringbuf_close(
+    m: &mut Machine,
+    name: &str,
+    record: u64,
+    submit: bool,
+) -> Result<u64, HelperError> {
+    let (region, off) = split_pointer(record);
+    let Some(RegionKind::RingbufRecord { map }) = m.memory.kind_of(record) else {
+        return Err(fault(
+            name,
+            format!("{record:#x} is not a reserved ring buffer record"),
+        ));
+    };
+    if off != 0 {
+        return Err(fault(name, "pointer is not at the start of the record"));
+    }
+    let map = map as MapIndex;
+    let data = m
+        .memory
+        .region(region)
+        .map(|r| r.data.clone())
+        .unwrap_or_default();
+    if let Storage::RingBuf { pending, reserved } = &mut m.maps[map].storage
+        && let Some(i) = reserved.iter().position(|&(r, _)| r == region)
+    {
+        let (_, need) = reserved.remove(i);
+        if !submit {
+            *pending -= need;
+        }
+    }
+    m.memory.release(region);
+    if submit {
+        m.records.push(Record::Ringbuf { map, data });
+    }
+    Ok(0)
+}
+
+fn ringbuf_submit(m: &mut Machine, a: [u64; 5]) -> Result<u64, HelperError> {
+    ringbuf_close(m, "bpf_ringbuf_submit", a[0], true)
+}
+
+fn ringbuf_discard(m: &mut Machine, a: [u64; 5]) -> Result<u64, HelperError> {
+    ringbuf_close(m, "bpf_ringbuf_discard", a[0], false)
 }
 
 fn perf_event_output(m: &mut Machine, a: [u64; 5]) -> Result<u64, HelperError> {
@@ -495,8 +577,10 @@ pub(crate) fn tail_call_target(
 impl Machine {
     /// Marks every record of ring buffer `map` consumed, as a user-space reader would.
     pub fn consume_ringbuf(&mut self, map: MapIndex) {
-        if let Some(Storage::RingBuf { pending }) = self.maps.get_mut(map).map(|m| &mut m.storage) {
-            *pending = 0;
+        if let Some(Storage::RingBuf { pending, reserved }) =
+            self.maps.get_mut(map).map(|m| &mut m.storage)
+        {
+            *pending = reserved.iter().map(|&(_, n)| n).sum();
         }
     }
 

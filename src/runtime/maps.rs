@@ -100,9 +100,11 @@ pub enum Storage {
         entries: BTreeMap<Vec<u8>, u64>,
         inserts: Vec<(Vec<u8>, u64)>,
     },
-    /// Ring buffer: bytes of records not yet consumed.
+    /// Ring buffer: bytes of records reserved or not yet consumed, and the open reservations
+    /// (record region, bytes it takes).
     RingBuf {
         pending: u64,
+        reserved: Vec<(RegionId, u64)>,
     },
     PerfEventArray,
     /// Cgroup storage of the (single) attached cgroup.
@@ -234,7 +236,10 @@ impl MapState {
                         def.max_entries
                     )));
                 }
-                Storage::RingBuf { pending: 0 }
+                Storage::RingBuf {
+                    pending: 0,
+                    reserved: Vec::new(),
+                }
             }
             PERF_EVENT_ARRAY => Storage::PerfEventArray,
             CGROUP_STORAGE | PERCPU_CGROUP_STORAGE => Storage::CgroupStorage {

@@ -53,6 +53,8 @@ pub enum RegionKind {
     MapValue { map: u32 },
     /// The map itself (`struct bpf_map *` from `ld_imm64`): passed to helpers, never dereferenced.
     MapObject { map: u32 },
+    /// A ring buffer record reserved by `bpf_ringbuf_reserve`, until submitted or discarded.
+    RingbufRecord { map: u32 },
     /// The packet window (`skb_data` .. `skb_data_end`).
     Packet,
     /// A simulated kernel object (socket, `tcp_sock`, ...); `what` names it in faults.
@@ -71,6 +73,7 @@ impl fmt::Display for RegionKind {
             RegionKind::Ctx => write!(f, "context"),
             RegionKind::MapValue { map } => write!(f, "value of map #{map}"),
             RegionKind::MapObject { map } => write!(f, "map object #{map}"),
+            RegionKind::RingbufRecord { map } => write!(f, "ring buffer record of map #{map}"),
             RegionKind::Packet => write!(f, "packet"),
             RegionKind::Kernel { what } => write!(f, "kernel object `{what}`"),
             RegionKind::Function { function } => write!(f, "function #{function}"),
