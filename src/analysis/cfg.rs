@@ -134,62 +134,6 @@ impl Cfg {
     }
 }
 
-impl Cfg {
-    /// Which instructions compute something that matters beyond control flow: calls, exits,
-    /// stores, and every instruction whose result reaches one of those through registers. A
-    /// value that only feeds conditional jumps (the op loaded and shifted for a switch) does not.
-    /// This is strong liveness over registers, solved backwards to a fixpoint.
-    pub fn useful(&self, insns: &[SlotInsn]) -> Vec<bool> {
-        use crate::insn::{Insn, RegSet};
-        let is_root = |i: &Insn| {
-            matches!(
-                i,
-                Insn::Call(_)
-                    | Insn::Exit { .. }
-                    | Insn::Store { .. }
-                    | Insn::StoreRelease { .. }
-                    | Insn::Atomic { .. }
-                    | Insn::LdAbs { .. }
-                    | Insn::LdInd { .. }
-            )
-        };
-        let mut useful = vec![false; insns.len()];
-        let mut needed_in = vec![RegSet::EMPTY; self.blocks.len()];
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for b in (0..self.blocks.len()).rev() {
-                let blk = &self.blocks[b];
-                let mut needed = blk
-                    .succs
-                    .iter()
-                    .fold(RegSet::EMPTY, |acc, &s| acc.union(needed_in[s]));
-                for i in (blk.start..blk.end).rev() {
-                    let insn = &insns[i].insn;
-                    let defs = insn.regs_written();
-                    let u = is_root(insn) || defs.bits() & needed.bits() != 0;
-                    if u && !useful[i] {
-                        useful[i] = true;
-                        changed = true;
-                    }
-                    let kept = RegSet::EMPTY;
-                    let rest: RegSet = needed.iter().filter(|r| !defs.contains(*r)).collect();
-                    needed = if u {
-                        rest.union(insn.regs_read())
-                    } else {
-                        rest.union(kept)
-                    };
-                }
-                if needed != needed_in[b] {
-                    needed_in[b] = needed;
-                    changed = true;
-                }
-            }
-        }
-        useful
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

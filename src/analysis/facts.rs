@@ -437,6 +437,21 @@ impl FindingBuilder<'_> {
                     member.name
                 ),
             ),
+            Event::CtxWrite { field, loc, .. }
+                if *field == "reply" && !matches!(info.result, ResultUse::Reply) =>
+            {
+                self.push(
+                    Info,
+                    K::ReplyWrite,
+                    Some(*loc),
+                    format!(
+                        "reply written in {}: `{}` returns {}, so only later programs (reading args[0]) saw it",
+                        info.short_name(),
+                        member.name,
+                        member.ret
+                    ),
+                )
+            }
             Event::CtxRead { field, loc } => {
                 if info.op == 8 && *field == "args[2]" {
                     self.push(

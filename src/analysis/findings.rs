@@ -33,6 +33,9 @@ pub enum FindingKind {
     CbFlagsSet,
     /// A write of `sk_txhash`: `bpf_tcp_ops` members cannot write the socket.
     TxhashWrite,
+    /// A write of `reply` in an op whose member returns nothing: only later programs saw it (as
+    /// `args[0]`).
+    ReplyWrite,
     /// RTO_CB's `args[2]` (`expired`) is not passed to `rto`.
     RtoExpired,
     /// A path returns 0 (a veto) in an op whose result the kernel uses.

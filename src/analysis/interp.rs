@@ -18,6 +18,9 @@ use super::{Module, Ref};
 use crate::insn::{AluOp, AtomicOp, Call, Insn, JmpCond, LdImm64, Reg, Size, Src, Width};
 use crate::optable::{self, helper};
 
+/// Stands for "the op itself" in [`Event::Helper::pointees`].
+pub const THE_OP: u64 = u64::MAX;
+
 /// The kernel's `MAX_CALL_FRAMES`.
 pub const MAX_FRAMES: usize = 8;
 /// Instruction visits after which the analysis gives up (it is linear in practice; this bounds
@@ -175,7 +178,8 @@ pub enum Event {
         loc: Loc,
     },
     /// A helper call with its constant arguments and, for arguments pointing into the stack,
-    /// the constant stored there (the buffer of `bpf_setsockopt`, a map key).
+    /// the constant stored there (the buffer of `bpf_setsockopt`, a map key; [`THE_OP`] when
+    /// that is the op itself).
     Helper {
         id: i32,
         loc: Loc,
@@ -227,14 +231,20 @@ pub struct Interp<'m> {
     pub reach: Vec<Vec<OpSet>>,
     /// Every event with the ops for which it happens.
     pub events: HashMap<Event, OpSet>,
-    /// Per function, per instruction index: whether the instruction does more than steer
-    /// control flow ([`super::cfg::Cfg::useful`]).
+    /// Per function, per instruction index: whether the instruction has an effect, or computes
+    /// a value the abstract domain cannot follow, on some visit. Jumps, and instructions whose
+    /// results are constants, op-derived values or stack/ctx pointers, have none: what they
+    /// compute shows up, per op, in the events it flows into (helper arguments, ctx writes,
+    /// return values). This is what tells an op's own behaviour from the dispatch that leads to
+    /// it.
     pub effectful: Vec<Vec<bool>>,
     memo: HashMap<(usize, State), Option<State>>,
     prio: Vec<Option<Vec<usize>>>,
     op_identity: Rc<OpVec>,
     steps: u64,
     error: Option<String>,
+    /// Set while a block is evaluated again only to learn a value: record nothing.
+    quiet: bool,
 }
 
 /// Interprets the program whose entry is function `entry` of `m`.
@@ -247,12 +257,13 @@ pub fn run(m: &Module, entry: usize) -> Result<Interp<'_>, String> {
             .map(|f| vec![OpSet::EMPTY; f.insns.len()])
             .collect(),
         events: HashMap::new(),
-        effectful: m.funcs.iter().map(|f| f.cfg.useful(&f.insns)).collect(),
+        effectful: m.funcs.iter().map(|f| vec![false; f.insns.len()]).collect(),
         memo: HashMap::new(),
         prio: vec![None; m.funcs.len()],
         op_identity: Rc::new(OpVec::identity()),
         steps: 0,
         error: None,
+        quiet: false,
     };
     if let Some(cycle) = super::callgraph::CallGraph::build(m).find_cycle(entry) {
         let names: Vec<&str> = cycle.iter().map(|&f| m.funcs[f].name.as_str()).collect();
@@ -271,7 +282,7 @@ fn imm(k: i32) -> Val {
 
 impl<'m> Interp<'m> {
     fn record(&mut self, e: Event, ops: OpSet) {
-        if ops.is_empty() {
+        if ops.is_empty() || self.quiet {
             return;
         }
         let s = self.events.entry(e).or_insert(OpSet::EMPTY);
@@ -367,6 +378,11 @@ impl<'m> Interp<'m> {
                     }
                     Out::Dead => {}
                     Out::Exit => {
+                        // Return values are recorded on the edges into a simple exit block
+                        // (before the join merges them), else here.
+                        if st.frames.len() == 1 && (b == 0 || !simple_exit(f, blk)) {
+                            self.record_return(&st);
+                        }
                         exit = Some(match exit {
                             None => st,
                             Some(e) => e.join(&st),
@@ -389,6 +405,16 @@ impl<'m> Interp<'m> {
                 break;
             }
             for (sb, s) in outs {
+                if s.frames.len() == 1 && simple_exit(f, &cfg.blocks[sb]) {
+                    // Run the block on this edge's state alone, without recording anything.
+                    let mut t = s.clone();
+                    self.quiet = true;
+                    for k in cfg.blocks[sb].start..cfg.blocks[sb].end {
+                        self.transfer(fid, k, &mut t);
+                    }
+                    self.quiet = false;
+                    self.record_return(&t);
+                }
                 let new = match &ins[sb] {
                     None => s,
                     Some(old) => old.join(&s),
@@ -403,6 +429,13 @@ impl<'m> Interp<'m> {
         exit
     }
 
+    fn record_return(&mut self, st: &State) {
+        let r0 = st.regs[0].clone();
+        self.record_each(st.ops, r0.is_op_derived(), |o| Event::Return {
+            value: r0.at(o),
+        });
+    }
+
     fn target_index(&self, fid: usize, i: usize) -> usize {
         let f = &self.m.funcs[fid];
         let si = &f.insns[i];
@@ -411,7 +444,57 @@ impl<'m> Interp<'m> {
     }
 
     fn step(&mut self, fid: usize, i: usize, st: &mut State) -> Out {
-        self.transfer(fid, i, st)
+        let insn = self.m.funcs[fid].insns[i].insn;
+        let stack = |v: &Val| matches!(v, Val::Stack { .. });
+        // What the instruction reads through, before it runs.
+        let (through_stack, through_ctx, stored) = match insn {
+            Insn::Load { src, .. } | Insn::LoadSx { src, .. } | Insn::LoadAcquire { src, .. } => {
+                (stack(st.reg(src)), matches!(st.reg(src), Val::Ctx(_)), None)
+            }
+            Insn::Store { dst, src, .. } => (
+                stack(st.reg(dst)),
+                false,
+                Some(match src {
+                    Src::Reg(r) => st.reg(r).clone(),
+                    Src::Imm(_) => Val::Const(0),
+                }),
+            ),
+            Insn::StoreRelease { dst, src, .. } => {
+                (stack(st.reg(dst)), false, Some(st.reg(src).clone()))
+            }
+            _ => (false, false, None),
+        };
+        let out = self.transfer(fid, i, st);
+        let imprecise = |v: &Val| {
+            matches!(
+                v,
+                Val::Unknown | Val::Mem(_) | Val::Sock(_) | Val::Packet | Val::KernCtx
+            )
+        };
+        let effectful = match insn {
+            Insn::Ja { .. } | Insn::Gotol { .. } | Insn::Jmp { .. } | Insn::MayGoto { .. } => false,
+            Insn::Alu { dst, .. }
+            | Insn::Neg { dst, .. }
+            | Insn::End { dst, .. }
+            | Insn::MovSx { dst, .. }
+            | Insn::LdImm64 { dst, .. }
+            | Insn::AddrSpaceCast { dst, .. } => imprecise(st.reg(dst)),
+            // ctx reads are events of their own.
+            Insn::Load { .. } | Insn::LoadSx { .. } | Insn::LoadAcquire { .. } if through_ctx => {
+                false
+            }
+            Insn::Load { dst, .. } | Insn::LoadSx { dst, .. } | Insn::LoadAcquire { dst, .. } => {
+                !through_stack || imprecise(st.reg(dst))
+            }
+            Insn::Store { .. } | Insn::StoreRelease { .. } => {
+                !through_stack || stored.as_ref().is_some_and(imprecise)
+            }
+            _ => true,
+        };
+        if effectful {
+            self.effectful[fid][i] = true;
+        }
+        out
     }
 
     fn transfer(&mut self, fid: usize, i: usize, st: &mut State) -> Out {
@@ -620,15 +703,7 @@ impl<'m> Interp<'m> {
                 st.set(Reg::R0, r0);
                 st.clobber_args();
             }
-            Insn::Exit { .. } => {
-                if st.frames.len() == 1 {
-                    let r0 = st.regs[0].clone();
-                    self.record_each(st.ops, r0.is_op_derived(), |o| Event::Return {
-                        value: r0.at(o),
-                    });
-                }
-                return Out::Exit;
-            }
+            Insn::Exit { .. } => return Out::Exit,
         }
         Out::Next
     }
@@ -774,7 +849,11 @@ impl<'m> Interp<'m> {
             id,
             loc,
             args: std::array::from_fn(|k| args[k].at(o)),
-            pointees: std::array::from_fn(|k| pointees[k].at(o)),
+            pointees: std::array::from_fn(|k| match pointees[k].at(o) {
+                // The op itself (a per-op counter's key): the same behaviour for every op.
+                Some(v) if v == u64::from(o) && pointees[k].is_op_derived() => Some(THE_OP),
+                v => v,
+            }),
         });
         match id {
             helper::TAIL_CALL => {
@@ -1012,6 +1091,14 @@ impl<'m> Interp<'m> {
         st.clobber_args();
         Out::Next
     }
+}
+
+/// Whether the block ends in `exit` and calls nothing: a return sequence (`w0 = w6; exit`)
+/// that can be evaluated per incoming edge.
+fn simple_exit(f: &super::Func, blk: &super::cfg::Block) -> bool {
+    let insns = &f.insns[blk.start..blk.end];
+    matches!(insns.last(), Some(si) if matches!(si.insn, Insn::Exit { .. }))
+        && !insns.iter().any(|si| matches!(si.insn, Insn::Call(_)))
 }
 
 fn alu(width: Width, op: AluOp, a: &Val, b: &Val) -> Val {
