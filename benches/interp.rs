@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use opsplit::insn::{AluOp, Insn, JmpCond, Reg, Size, Src, Width, encode};
-use opsplit::runtime::{Config, Machine, Module, assign_slots};
+use opsplit::obj::Object;
+use opsplit::runtime::{Config, Machine, Module, RegionKind, assign_slots};
 
 fn alu(op: AluOp, dst: Reg, src: Src) -> Insn {
     Insn::Alu {
@@ -105,4 +106,51 @@ fn main() {
         theirs / 1e6
     );
     println!("  ratio opsplit/rbpf: {:.2}", ours / theirs);
+    fixture();
+}
+
+/// Whole runs of a real program: `ecn_base_rtt` on its two ops, v4 peers inside and outside
+/// an LPM prefix (map lookups, atomic counter updates, helper calls, ctx reads).
+fn fixture() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/ecn_base_rtt.o");
+    let obj = Object::parse(&std::fs::read(path).expect("fixture")).expect("parses");
+    let mut m = Machine::from_object(&obj, Config::default()).expect("loads");
+    let lpm = m.map_index("fabric_prefixes").expect("map");
+    let mut key = 104u32.to_le_bytes().to_vec();
+    key.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 0]);
+    m.maps[lpm]
+        .update(&mut m.memory, &key, &[150, 0, 0, 0, 1, 0, 0, 0], 0)
+        .expect("update");
+    let ctx = m.alloc(RegionKind::Ctx, vec![0; 224], true);
+    let contexts: Vec<Vec<u8>> = [
+        (6u32, [10u8, 1, 2, 3]),
+        (7, [10, 1, 2, 3]),
+        (7, [11, 0, 0, 1]),
+    ]
+    .iter()
+    .map(|&(op, ip)| {
+        let mut c = vec![0u8; 224];
+        c[0..4].copy_from_slice(&op.to_le_bytes());
+        c[20..24].copy_from_slice(&2u32.to_le_bytes());
+        c[24..28].copy_from_slice(&ip);
+        c
+    })
+    .collect();
+    let runs = 300_000;
+    let (t, insns) = best(3, || {
+        let before = m.stats.total_insns;
+        for i in 0..runs {
+            m.memory
+                .write_bytes(ctx, &contexts[i % contexts.len()])
+                .expect("ctx");
+            m.run("ecn_base_rtt", ctx).expect("runs");
+        }
+        m.stats.total_insns - before
+    });
+    println!(
+        "fixture ecn_base_rtt: {runs} runs, {:.1} insns/run, {:.1} M insns/s, {:.2} M runs/s",
+        insns as f64 / runs as f64,
+        insns as f64 / t.as_secs_f64() / 1e6,
+        runs as f64 / t.as_secs_f64() / 1e6
+    );
 }

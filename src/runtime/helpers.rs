@@ -184,6 +184,12 @@ fn map_lookup_elem(m: &mut Machine, a: [u64; 5]) -> Result<u64, HelperError> {
             None => 0,
         });
     }
+    if let Storage::Sock { .. } = st.storage {
+        return Err(HelperError::Fault(FaultKind::Unsupported(format!(
+            "lookup in `{}`, which returns a socket",
+            st.name
+        ))));
+    }
     match st.lookup(&mut m.memory, &key) {
         Ok(Some(region)) => Ok(pointer(region, 0)),
         Ok(None) => Ok(0),
