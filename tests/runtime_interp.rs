@@ -1190,3 +1190,31 @@ fn legacy_packet_loads_read_network_order_and_end_the_program_out_of_bounds() {
         "out of bounds: the program returns 0"
     );
 }
+
+#[test]
+fn coverage_lists_executed_slots_across_functions() {
+    // main: r1 = 5; call f; if r0 == 10 goto +1; r0 = 0 (skipped); exit.  f: r0 = r1 * 2; exit
+    let main = vec![
+        ld64(1, 5),
+        CALL,
+        jmp(Width::W64, JmpCond::Eq, 0, Src::Imm(10), 1),
+        mov(0, 0),
+        EXIT,
+    ];
+    let f = vec![x64(AluOp::Mov, 0, 1), a64(AluOp::Mul, 0, 2), EXIT];
+    let m = module(
+        vec![("main", main, vec![(2, Target::Call(1))]), ("f", f, vec![])],
+        vec![],
+    );
+    let mut m = Machine::new(m, Config::default()).unwrap();
+    assert_eq!(m.coverage(), vec![], "off by default");
+    m.set_coverage(true);
+    assert_eq!(m.run("main", 0).unwrap(), 10);
+    // ld_imm64 takes slots 0-1; the skipped `r0 = 0` is slot 4.
+    assert_eq!(
+        m.coverage(),
+        vec![(0, 0), (0, 2), (0, 3), (0, 5), (1, 0), (1, 1), (1, 2)]
+    );
+    m.set_coverage(false);
+    assert_eq!(m.coverage(), vec![]);
+}

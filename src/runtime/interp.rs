@@ -226,6 +226,8 @@ pub(crate) struct RunState {
     program: usize,
     /// The op executing a helper call, to locate helper faults.
     cur_pc: usize,
+    /// Executed flag per op, when coverage is on (empty when off).
+    pub coverage: Vec<bool>,
 }
 
 pub(crate) fn build(module: Module, config: Config, table: &HelperTable) -> Result<Machine, Error> {
@@ -271,6 +273,7 @@ pub(crate) fn build(module: Module, config: Config, table: &HelperTable) -> Resu
             tail_calls: 0,
             program: 0,
             cur_pc: 0,
+            coverage: Vec::new(),
         },
     })
 }
@@ -971,7 +974,7 @@ pub(crate) fn run(m: &mut Machine, prog: usize, args: [u64; 5]) -> Result<u64, F
     m.run.program = prog;
     m.run.budget_left = m.config.insn_budget;
     m.run.cur_pc = image.funcs[p.function].entry as usize;
-    let r = exec(m, &image, p.function as u32, args);
+    let r = dispatch(m, &image, p.function as u32, args);
     let used = m.config.insn_budget - m.run.budget_left;
     m.stats.last_run_insns = used;
     m.stats.total_insns += used;
@@ -987,7 +990,7 @@ pub(crate) fn call_callback(
 ) -> Result<u64, HelperError> {
     let image = Arc::clone(&m.image);
     let saved_pc = m.run.cur_pc;
-    let r = exec(m, &image, func as u32, args).map_err(|f| HelperError::Located(Box::new(f)));
+    let r = dispatch(m, &image, func as u32, args).map_err(|f| HelperError::Located(Box::new(f)));
     m.run.cur_pc = saved_pc;
     r
 }
@@ -1004,7 +1007,22 @@ pub(crate) fn function_of(m: &Machine, addr: u64) -> Option<FuncIndex> {
     }
 }
 
-fn exec(m: &mut Machine, image: &Image, func: u32, args: [u64; 5]) -> Result<u64, Fault> {
+/// Runs with or without coverage recording: two instances of the loop, so the common case pays
+/// nothing for it.
+fn dispatch(m: &mut Machine, image: &Image, func: u32, args: [u64; 5]) -> Result<u64, Fault> {
+    if m.run.coverage.is_empty() {
+        exec::<false>(m, image, func, args)
+    } else {
+        exec::<true>(m, image, func, args)
+    }
+}
+
+fn exec<const COVER: bool>(
+    m: &mut Machine,
+    image: &Image,
+    func: u32,
+    args: [u64; 5],
+) -> Result<u64, Fault> {
     let base = m.run.frames.len();
     let mut regs = [0u64; 16];
     regs[1..6].copy_from_slice(&args);
@@ -1047,6 +1065,9 @@ fn exec(m: &mut Machine, image: &Image, func: u32, args: [u64; 5]) -> Result<u64
         left -= 1;
         let op = ops[cur];
         pc = cur + 1;
+        if COVER {
+            m.run.coverage[cur] = true;
+        }
         let d = (op.dst & 15) as usize;
         let s = (op.src & 15) as usize;
         let k = op.imm as u64;
@@ -1401,5 +1422,29 @@ fn smod32(a: u64, b: u64) -> u64 {
         a as u32 as u64
     } else {
         a.wrapping_rem(b) as u32 as u64
+    }
+}
+
+impl Machine {
+    /// Turns recording of executed instructions on (cleared) or off. Recording accumulates over
+    /// runs until turned off.
+    pub fn set_coverage(&mut self, on: bool) {
+        self.run.coverage = if on {
+            vec![false; self.image.ops.len()]
+        } else {
+            Vec::new()
+        };
+    }
+
+    /// The (function, slot) of every instruction executed since coverage was turned on, in
+    /// function and slot order. Function indices are [`Module::functions`]'.
+    pub fn coverage(&self) -> Vec<(FuncIndex, usize)> {
+        self.run
+            .coverage
+            .iter()
+            .zip(&self.image.loc)
+            .filter(|(hit, _)| **hit)
+            .map(|(_, &(f, slot))| (f as usize, slot as usize))
+            .collect()
     }
 }
