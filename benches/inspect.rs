@@ -175,10 +175,10 @@ fn entry(subs: usize, calls: usize) -> (Vec<Insn>, Vec<(usize, usize)>) {
         tree(v, fixups, mid + 1, hi);
     }
     tree(&mut v, &mut fixups, 0, 20);
-    let mut leaf_start = vec![0; 21];
+    let mut leaf_start = [0; 21];
     let mut ends = Vec::new();
-    for op in 0..21 {
-        leaf_start[op] = v.len();
+    for (op, start) in leaf_start.iter_mut().enumerate() {
+        *start = v.len();
         for j in 0..calls {
             v.push(alu(AluOp::Mov, r1, Src::Reg(r6)));
             v.push(Insn::Load {
