@@ -432,10 +432,7 @@ impl FindingBuilder<'_> {
                 Error,
                 K::TxhashWrite,
                 Some(*loc),
-                format!(
-                    "write of sk_txhash: `{}` cannot write the socket (no btf_struct_access)",
-                    member.name
-                ),
+                "write of sk_txhash: bpf_tcp_ops members cannot write the socket (no btf_struct_access)".to_string(),
             ),
             Event::CtxWrite { field, loc, .. }
                 if *field == "reply" && !matches!(info.result, ResultUse::Reply) =>
@@ -444,12 +441,7 @@ impl FindingBuilder<'_> {
                     Info,
                     K::ReplyWrite,
                     Some(*loc),
-                    format!(
-                        "reply written in {}: `{}` returns {}, so only later programs (reading args[0]) saw it",
-                        info.short_name(),
-                        member.name,
-                        member.ret
-                    ),
+                    "reply written in an op whose bpf_tcp_ops member returns void: only later programs (reading args[0]) saw it".to_string(),
                 )
             }
             Event::CtxRead { field, loc } => {
@@ -493,13 +485,12 @@ impl FindingBuilder<'_> {
                         K::RequestSock,
                         Some(*loc),
                         format!(
-                            "{field} read in an op that also runs for request socks: legacy read {} there; `{}` gets the listener as sk and the request as req",
+                            "{field} read in an op that also runs for request socks: legacy read {} there; the member gets the listener as sk and the request as req",
                             if fl.name == "rtt_min" {
                                 "out of bounds"
                             } else {
                                 "0/NULL"
                             },
-                            member.name
                         ),
                     );
                 }
@@ -509,18 +500,14 @@ impl FindingBuilder<'_> {
                 K::RequestSock,
                 Some(*loc),
                 format!(
-                    "skops->sk->{field} read in an op that also runs for request socks (skops->sk was NULL there); `{}` gets the listener as sk",
-                    member.name
+                    "skops->sk->{field} read in an op that also runs for request socks (skops->sk was NULL there); the member gets the listener as sk"
                 ),
             ),
             Event::PacketRead { loc } => self.push(
                 Warning,
                 K::PacketAccess,
                 Some(*loc),
-                format!(
-                    "direct skb_data read: `{}` cannot access packet data directly; read the header through a helper",
-                    member.name
-                ),
+                "direct skb_data read: bpf_tcp_ops members cannot access packet data directly; read the header through a helper".to_string(),
             ),
             _ => {}
         }

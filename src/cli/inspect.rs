@@ -291,6 +291,33 @@ fn render_op(w: &mut String, o: &OpFacts, title: &str) {
     }
 }
 
+/// Findings of the ops that take the default path but get a member (their code moves too), once
+/// per instruction with the ops they concern: the text output does not list those ops one by one.
+fn render_default_findings(w: &mut String, p: &ProgramReport, opts: &InspectOptions) {
+    // Same finding (message included: it names the op's member) → the ops it concerns.
+    let mut by: Vec<(&Finding, Vec<u8>)> = Vec::new();
+    for o in &p.ops {
+        let Some(k) = o.op else { continue };
+        if !o.default_path || o.member.is_none() || opts.op == Some(k) {
+            continue;
+        }
+        for f in &o.findings {
+            match by.iter_mut().find(|(g, _)| *g == f) {
+                Some((_, ops)) => ops.push(k),
+                None => by.push((f, vec![k])),
+            }
+        }
+    }
+    if by.is_empty() {
+        return;
+    }
+    by.sort_by(|a, b| a.0.cmp(b.0));
+    let _ = writeln!(w, "  findings of ops on the default path:");
+    for (f, ops) in &by {
+        let _ = writeln!(w, "      ops {}: {f}", ranges(ops));
+    }
+}
+
 /// The human-readable report.
 pub fn render_text(r: &Report, opts: &InspectOptions) -> String {
     let mut w = String::new();
@@ -355,6 +382,7 @@ pub fn render_text(r: &Report, opts: &InspectOptions) -> String {
                 };
                 render_op(&mut w, o, &title);
             }
+            render_default_findings(&mut w, p, opts);
             if let Some(d) = &p.disasm {
                 for fd in d {
                     let _ = writeln!(w, "  disassembly of {}:", fd.function);
