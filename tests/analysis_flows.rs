@@ -223,6 +223,8 @@ fn shift_and_mask_after_a_bound_check() {
     let p = analyze(vec![func("prog", items)], vec![]);
     assert_eq!(ops_at(&p, 0, 8), [3, 11]);
     assert_eq!(p.own_behaviour, [3, 11]);
+    assert_eq!(p.reachable(3), [(0, vec![0, 1, 2, 3, 4, 5, 8, 9])]);
+    assert_eq!(p.reachable(25), [(0, vec![0, 1, 6, 7])]);
 }
 
 #[test]

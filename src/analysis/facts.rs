@@ -110,6 +110,32 @@ pub struct ProgramFacts {
     pub reach: Vec<Vec<OpSet>>,
 }
 
+impl ProgramFacts {
+    /// The instructions that run for `op`, per function: (function index, instruction indices).
+    /// Ops above 20 are all the same to the kernel (never passed); ask for one of them or use
+    /// [`other_ops`] with [`ProgramFacts::reachable_for`].
+    pub fn reachable(&self, op: u8) -> Vec<(usize, Vec<usize>)> {
+        self.reachable_for(OpSet::single(op))
+    }
+
+    /// The instructions that run for any op of `ops`, per function.
+    pub fn reachable_for(&self, ops: OpSet) -> Vec<(usize, Vec<usize>)> {
+        self.reach
+            .iter()
+            .enumerate()
+            .filter_map(|(f, rs)| {
+                let v: Vec<usize> = rs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| !r.inter(ops).is_empty())
+                    .map(|(i, _)| i)
+                    .collect();
+                (!v.is_empty()).then_some((f, v))
+            })
+            .collect()
+    }
+}
+
 /// Ops the kernel never passes.
 pub fn other_ops() -> OpSet {
     OpSet::range(optable::OP_COUNT, 255)
@@ -416,6 +442,15 @@ impl FindingBuilder<'_> {
                     ),
                 );
             }
+            Event::CtxWrite { field, loc, .. } if *field != "reply" && *field != "sk_txhash" => self
+                .push(
+                    Error,
+                    K::Malformed,
+                    Some(*loc),
+                    format!(
+                        "write of ctx field {field}: only reply and sk_txhash are writable (the verifier rejects it)"
+                    ),
+                ),
             _ => {}
         }
         let Some(info) = info else { return };
