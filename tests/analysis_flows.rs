@@ -559,3 +559,184 @@ fn migration_findings_from_the_op_table() {
 fn ld_op_from(dst: Reg, ctx: Reg) -> A {
     load(Size::W, dst, ctx, 0)
 }
+
+mod robustness {
+    use super::*;
+    use proptest::prelude::*;
+
+    const HELPERS: [i32; 12] = [1, 2, 5, 12, 25, 46, 49, 57, 59, 142, 170, 181];
+    const OFFS: [i16; 10] = [-16, -8, -4, 0, 4, 8, 12, 164, 184, 192];
+
+    /// A typed instruction from random numbers; jumps target an instruction index, fixed up to
+    /// slots once the layout is known.
+    fn insn(k: u8, a: u8, b: u8, c: i16, d: i32, n: usize, at: usize) -> (Insn, Option<usize>) {
+        let reg = |x: u8| Reg::new(x % 11).unwrap();
+        let dst = Reg::new(a % 10).unwrap();
+        let width = if b & 1 == 0 { Width::W64 } else { Width::W32 };
+        let src = if b & 2 == 0 {
+            Src::Imm(d % 32)
+        } else {
+            Src::Reg(reg(b >> 2))
+        };
+        let size = [Size::B, Size::H, Size::W, Size::DW][(b >> 4) as usize % 4];
+        let off = OFFS[c.unsigned_abs() as usize % OFFS.len()];
+        let target = at + 1 + (c.unsigned_abs() as usize % (n - at));
+        match k % 12 {
+            0 | 1 => {
+                let ops = [
+                    AluOp::Mov,
+                    AluOp::Add,
+                    AluOp::Sub,
+                    AluOp::And,
+                    AluOp::Or,
+                    AluOp::Lsh,
+                    AluOp::Rsh,
+                    AluOp::Mul,
+                    AluOp::Div,
+                    AluOp::Mod,
+                    AluOp::Xor,
+                    AluOp::Arsh,
+                ];
+                (
+                    Insn::Alu {
+                        width,
+                        op: ops[(d as u32 % 12) as usize],
+                        dst,
+                        src,
+                    },
+                    None,
+                )
+            }
+            2 => (
+                Insn::Load {
+                    size,
+                    dst,
+                    src: reg(b >> 2),
+                    off,
+                },
+                None,
+            ),
+            3 => (
+                Insn::Store {
+                    size,
+                    dst: reg(a),
+                    off,
+                    src,
+                },
+                None,
+            ),
+            4 | 5 => {
+                let conds = [
+                    JmpCond::Eq,
+                    JmpCond::Ne,
+                    JmpCond::Gt,
+                    JmpCond::Ge,
+                    JmpCond::Lt,
+                    JmpCond::Le,
+                    JmpCond::Sgt,
+                    JmpCond::Sge,
+                    JmpCond::Slt,
+                    JmpCond::Sle,
+                    JmpCond::Set,
+                ];
+                (
+                    Insn::Jmp {
+                        width,
+                        cond: conds[(d as u32 % 11) as usize],
+                        dst,
+                        src,
+                        off: 0,
+                    },
+                    Some(target),
+                )
+            }
+            6 => (Insn::Ja { off: 0 }, Some(target)),
+            7 => (
+                Insn::Call(Call::Helper(HELPERS[(d as u32 % 12) as usize])),
+                None,
+            ),
+            8 => (Insn::Call(Call::Local(-1)), None),
+            9 => (
+                Insn::LdImm64 {
+                    dst,
+                    value: LdImm64::Imm(i64::from(d)),
+                },
+                None,
+            ),
+            10 => (
+                Insn::MovSx {
+                    width: Width::W64,
+                    from: opsplit::insn::NarrowSize::B,
+                    dst,
+                    src: reg(b),
+                },
+                None,
+            ),
+            _ => (Insn::EXIT, None),
+        }
+    }
+
+    fn build(spec: &[(u8, u8, u8, i16, i32)]) -> Vec<SlotInsn> {
+        let n = spec.len();
+        let raw: Vec<(Insn, Option<usize>)> = spec
+            .iter()
+            .enumerate()
+            .map(|(i, &(k, a, b, c, d))| insn(k, a, b, c, d, n, i))
+            .chain(std::iter::once((Insn::EXIT, None)))
+            .collect();
+        let mut slots = Vec::new();
+        let mut slot = 0;
+        for (i, _) in &raw {
+            slots.push(slot);
+            slot += i.slots();
+        }
+        raw.iter()
+            .enumerate()
+            .map(|(k, (i, t))| {
+                let mut insn = *i;
+                if let Some(t) = t {
+                    let rel = (slots[*t] as i64 - slots[k] as i64 - 1) as i16;
+                    match &mut insn {
+                        Insn::Jmp { off, .. } | Insn::Ja { off } => *off = rel,
+                        _ => {}
+                    }
+                }
+                SlotInsn {
+                    slot: slots[k],
+                    insn,
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(256)
+        ))]
+
+        /// Random programs (two functions, calls and callbacks between them, global or static)
+        /// are analysed without a panic, and every op reaches the entry instruction.
+        #[test]
+        fn random_programs_do_not_panic(
+            a in proptest::collection::vec(any::<(u8, u8, u8, i16, i32)>(), 1..48),
+            b in proptest::collection::vec(any::<(u8, u8, u8, i16, i32)>(), 1..24),
+            global in any::<bool>(),
+        ) {
+            let (ia, ib) = (build(&a), build(&b));
+            let mut f0 = Func::new("prog", ia.clone()).expect("jumps are in range");
+            let mut f1 = Func::new("sub", ib.clone()).expect("jumps are in range");
+            f1.global = global;
+            for si in &ia {
+                match si.insn {
+                    Insn::Call(Call::Local(_)) => { f0.refs.insert(si.slot, Ref::Call(1)); }
+                    Insn::LdImm64 { .. } if si.slot % 3 == 0 => { f0.refs.insert(si.slot, Ref::FuncAddr(1)); }
+                    _ => {}
+                }
+            }
+            // `sub` calls nothing (no recursion): its local calls stay unresolved.
+            let m = Module { funcs: vec![f0, f1], maps: vec![] };
+            let p = analyze_program(&m, 0, &Env::default()).expect("analysis");
+            prop_assert!(p.reach[0][0].len() == 256);
+        }
+    }
+}

@@ -34,6 +34,13 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// Forgets pointers into frames at or above `depth` (popped on return): the invariant that
+    /// every stack pointer names a live frame keeps frame indexing in bounds.
+    fn scrub(&mut self, depth: usize) {
+        self.slots
+            .retain(|_, (_, v)| !matches!(v, Val::Stack { frame, .. } if *frame as usize >= depth));
+    }
+
     fn clobber(&mut self, at: i64, bytes: u32) {
         let end = at + i64::from(bytes);
         let hit: Vec<i64> = self
@@ -395,7 +402,19 @@ impl<'m> Interp<'m> {
                         target,
                     } => {
                         if let Some(s) = fall {
-                            outs.push((cfg.block_of[i + 1], *s));
+                            match cfg.block_of.get(i + 1) {
+                                Some(&nb) => outs.push((nb, *s)),
+                                None => self.record(
+                                    Event::Lost {
+                                        kind: Lost::FallOff,
+                                        loc: Loc {
+                                            func: fid,
+                                            slot: f.insns[i].slot,
+                                        },
+                                    },
+                                    s.ops,
+                                ),
+                            }
                         }
                         if let Some(s) = taken {
                             outs.push((cfg.block_of[target], *s));
@@ -1010,6 +1029,7 @@ impl<'m> Interp<'m> {
                 break;
             };
             ex.frames.truncate(depth);
+            ex.frames.iter_mut().for_each(|f| f.scrub(depth));
             let mut after = cur.clone();
             after.frames = ex.frames;
             after.reply = ex.reply;
@@ -1071,6 +1091,7 @@ impl<'m> Interp<'m> {
             return Out::Dead;
         };
         ex.frames.truncate(depth);
+        ex.frames.iter_mut().for_each(|f| f.scrub(depth));
         st.ops = ex.ops;
         st.reply = ex.reply;
         if global {
