@@ -73,7 +73,7 @@ impl Gate {
         match self {
             Gate::Always => "none".into(),
             Gate::Never => "never invoked".into(),
-            Gate::CbFlag { mask } => cb_flag_names(mask).join(" | "),
+            Gate::CbFlag { mask } => cb_flag_names(mask).join(" or "),
             Gate::NvCongestion => "socket uses the `nv` congestion control".into(),
             Gate::TxTimestamping => "SK_BPF_CB_TX_TIMESTAMPING (+ SKBTX_BPF on the skb)".into(),
             Gate::WriteHdrReserved => "WRITE_HDR_OPT_CB_FLAG and >0 bytes reserved".into(),
@@ -1052,8 +1052,11 @@ pub fn render_abi_markdown() -> String {
             "| {} | `{}` | {} | {} | {} | {} | {} |",
             i.op,
             i.short_name(),
-            i.member
-                .map_or("— (residual)".to_string(), |m| format!("`{}`", m.name)),
+            match i.member {
+                Some(m) => format!("`{}`", m.name),
+                None if i.op == 0 => "— (never invoked)".to_string(),
+                None => "— (residual)".to_string(),
+            },
             i.sock.describe(),
             i.gate.describe(),
             match i.result {
