@@ -1218,3 +1218,59 @@ fn coverage_lists_executed_slots_across_functions() {
     m.set_coverage(false);
     assert_eq!(m.coverage(), vec![]);
 }
+
+#[test]
+fn hostile_helper_arguments_are_errors_not_crashes() {
+    // ringbuf_reserve of 2^64 - 4 bytes: NULL, not an overflow.
+    let prog = vec![
+        Insn::LdImm64 {
+            dst: Reg::R1,
+            value: LdImm64::Imm(0),
+        },
+        mov(2, -4),
+        mov(3, 0),
+        call_helper(131),
+        EXIT,
+    ];
+    let m = module(
+        vec![("p", prog, vec![(0, Target::Map(0))])],
+        vec![map_def("rb", RINGBUF, 0, 0, 4096, MapInit::Empty)],
+    );
+    assert_eq!(
+        Machine::new(m, Config::default())
+            .unwrap()
+            .run("p", 0)
+            .unwrap(),
+        0
+    );
+    // trace_printk with a huge fmt_size: a located memory fault.
+    let f = fault(&[
+        x64(AluOp::Mov, 1, 10),
+        a64(AluOp::Add, 1, -8),
+        mov(2, -1),
+        call_helper(6),
+        EXIT,
+    ]);
+    assert_eq!(f.slot, 3);
+    assert!(
+        matches!(f.kind, FaultKind::Memory(AccessFault::OutOfBounds { .. })),
+        "{f}"
+    );
+    // A field width with many digits is clamped, not overflowed: "%99999999999999999999d\0".
+    let fmt = b"%99999999999999999999d\0\0";
+    let mut prog = Vec::new();
+    for (i, chunk) in fmt.chunks(8).enumerate() {
+        prog.push(ld64(1, i64::from_le_bytes(chunk.try_into().unwrap())));
+        prog.push(stx(Size::DW, 10, -24 + 8 * i as i16, 1));
+    }
+    prog.extend([
+        x64(AluOp::Mov, 1, 10),
+        a64(AluOp::Add, 1, -24),
+        mov(2, 23),
+        mov(3, 7),
+        call_helper(6),
+        EXIT,
+    ]);
+    let mut m = Machine::new(Module::single("p", &prog), Config::default()).unwrap();
+    assert_eq!(m.run("p", 0).unwrap(), 4096);
+}

@@ -319,7 +319,8 @@ fn format_printk(m: &Machine, fmt: &[u8], args: &[u64]) -> Result<String, Option
         }
         let mut width = 0usize;
         while let Some(d) = fmt.get(i).filter(|d| d.is_ascii_digit()) {
-            width = width * 10 + usize::from(d - b'0');
+            // The kernel formats into a 512-byte buffer; wider fields cannot matter.
+            width = (width * 10 + usize::from(d - b'0')).min(4096);
             i += 1;
         }
         let mut long = 0;
@@ -411,7 +412,7 @@ fn ringbuf_output(m: &mut Machine, a: [u64; 5]) -> Result<u64, HelperError> {
     let Storage::RingBuf { pending, .. } = &mut m.maps[map].storage else {
         return Err(not_for_type(NAME, map_type::RINGBUF, ""));
     };
-    if *pending + need > capacity {
+    if pending.saturating_add(need) > capacity {
         return Ok(neg(EAGAIN));
     }
     *pending += need;
@@ -421,7 +422,7 @@ fn ringbuf_output(m: &mut Machine, a: [u64; 5]) -> Result<u64, HelperError> {
 
 /// Each record takes an 8-byte header and is padded to 8 bytes.
 fn ringbuf_need(len: u64) -> u64 {
-    (len + 8).div_ceil(8) * 8
+    len.saturating_add(8).div_ceil(8).saturating_mul(8)
 }
 
 /// `bpf_ringbuf_reserve(ringbuf, size, flags)`: a writable record, or NULL when flags are not
@@ -438,7 +439,7 @@ fn ringbuf_reserve(m: &mut Machine, a: [u64; 5]) -> Result<u64, HelperError> {
     let Storage::RingBuf { pending, .. } = &st.storage else {
         return Err(not_for_type(NAME, st.map_type, &st.name));
     };
-    if a[2] != 0 || *pending + need > capacity {
+    if a[2] != 0 || pending.saturating_add(need) > capacity {
         return Ok(0);
     }
     let region = m.memory.alloc(

@@ -32,6 +32,11 @@ pub mod map_type {
     pub const RINGBUF: u32 = 27;
 }
 
+/// Largest array the runtime creates (slots are a table).
+pub const MAX_RUNTIME_ENTRIES: u32 = 1 << 24;
+/// Largest value the runtime allocates (64 MiB, above the kernel's per-element limits).
+pub const MAX_RUNTIME_VALUE: u32 = 64 << 20;
+
 /// Update flags.
 pub const BPF_ANY: u64 = 0;
 pub const BPF_NOEXIST: u64 = 1;
@@ -148,6 +153,25 @@ impl MapState {
             map: def.name.clone(),
             message,
         };
+        // Arrays and PROG_ARRAYs index a table of max_entries slots, and values are allocated
+        // whole: refuse sizes that would exhaust memory instead of aborting.
+        if def.max_entries > MAX_RUNTIME_ENTRIES
+            && matches!(
+                def.map_type,
+                ARRAY | PERCPU_ARRAY | PROG_ARRAY | ARRAY_OF_MAPS
+            )
+        {
+            return Err(err(format!(
+                "max_entries {} is more than the runtime models ({MAX_RUNTIME_ENTRIES})",
+                def.max_entries
+            )));
+        }
+        if def.value_size > MAX_RUNTIME_VALUE {
+            return Err(err(format!(
+                "value_size {} is more than the runtime models ({MAX_RUNTIME_VALUE})",
+                def.value_size
+            )));
+        }
         let object = memory.alloc(
             RegionKind::MapObject { map: index as u32 },
             Vec::new(),
@@ -671,6 +695,27 @@ mod tests {
             Err(MapError::Exists),
             "host bits past the prefix are not part of the key"
         );
+    }
+
+    #[test]
+    fn oversized_maps_are_load_errors() {
+        let mut memory = Memory::new();
+        let mut def = ModuleMap {
+            name: "huge".into(),
+            map_type: map_type::ARRAY,
+            key_size: 4,
+            value_size: 4,
+            max_entries: u32::MAX,
+            map_flags: 0,
+            read_only: false,
+            init: MapInit::Empty,
+        };
+        let e = MapState::create(0, &def, &Module::default(), &mut memory).unwrap_err();
+        assert!(e.to_string().contains("map `huge`: max_entries"), "{e}");
+        def.max_entries = 1;
+        def.value_size = u32::MAX;
+        let e = MapState::create(0, &def, &Module::default(), &mut memory).unwrap_err();
+        assert!(e.to_string().contains("value_size"), "{e}");
     }
 
     #[test]
