@@ -314,6 +314,12 @@ fn global_subprogram_gets_unknown_arguments() {
     assert_eq!(ops_at(&p, 1, 1), ALL.collect::<Vec<_>>());
     // ... and its return value is unknown to the caller.
     assert_eq!(ops_at(&p, 0, 5), ALL.collect::<Vec<_>>());
+    assert!(
+        p.ops[12]
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::OpLost && f.slot == Some(1))
+    );
 }
 
 #[test]

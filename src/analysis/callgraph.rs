@@ -102,3 +102,46 @@ impl CallGraph {
         dfs(self, root, &mut Vec::new(), &mut BTreeSet::new())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::Func;
+    use crate::insn::{Call, Insn, SlotInsn};
+
+    fn f(name: &str, calls: &[(usize, Ref)]) -> Func {
+        let insns = (0..4)
+            .map(|slot| SlotInsn {
+                slot,
+                insn: if slot < 3 {
+                    Insn::Call(Call::Local(-1))
+                } else {
+                    Insn::EXIT
+                },
+            })
+            .collect();
+        let mut f = Func::new(name, insns).unwrap();
+        for (slot, r) in calls {
+            f.refs.insert(*slot, r.clone());
+        }
+        f
+    }
+
+    #[test]
+    fn reachability_and_cycles() {
+        let m = Module {
+            funcs: vec![
+                f("a", &[(0, Ref::Call(1)), (1, Ref::FuncAddr(2))]),
+                f("b", &[]),
+                f("cb", &[(0, Ref::Call(1))]),
+                f("unused", &[(0, Ref::Call(3))]),
+            ],
+            maps: vec![],
+        };
+        let g = CallGraph::build(&m);
+        assert_eq!(g.reachable_from(0), [0, 1, 2]);
+        assert_eq!(g.edges[0][1].kind, EdgeKind::Callback);
+        assert_eq!(g.find_cycle(0), None);
+        assert_eq!(g.find_cycle(3), Some(vec![3]));
+    }
+}

@@ -416,6 +416,11 @@ impl FindingBuilder<'_> {
                         K::Malformed,
                         "execution runs past the last instruction of the function",
                     ),
+                    Lost::GlobalArg => (
+                        Info,
+                        K::OpLost,
+                        "an op-dependent value is passed to a global function: the kernel verifies it with unknown arguments, so its tests of that value run for every op that calls it",
+                    ),
                 };
                 self.push(sev, k, Some(*loc), msg.to_string());
             }

@@ -163,6 +163,9 @@ pub enum Lost {
     UnresolvedCall,
     /// Execution runs past the last instruction of a function.
     FallOff,
+    /// An op-derived value is passed to a global function, which the kernel verifies with
+    /// unknown arguments: its tests of that value are not folded.
+    GlobalArg,
 }
 
 /// What the interpreter observed, for the ops recorded alongside.
@@ -1065,6 +1068,15 @@ impl<'m> Interp<'m> {
             return Out::Next;
         }
         let global = self.m.funcs[callee].global;
+        if global && st.regs[1..=5].iter().any(Val::is_op_derived) {
+            self.record(
+                Event::Lost {
+                    kind: Lost::GlobalArg,
+                    loc,
+                },
+                st.ops,
+            );
+        }
         let mut entry = st.clone();
         entry.regs = std::array::from_fn(|r| {
             if !(1..=5).contains(&r) {
