@@ -690,8 +690,11 @@ impl<'m> Interp<'m> {
                 };
             }
             Insn::Call(Call::Helper(id)) => return self.helper(id, st, loc),
+            // In relocatable objects a kfunc call is `call -1` with a relocation against the
+            // extern: it decodes as a local call.
             Insn::Call(Call::Local(_)) => match f.refs.get(&si.slot) {
                 Some(Ref::Call(c)) => return self.call(*c, st, loc),
+                Some(Ref::Kfunc(name)) => self.kfunc(name.clone(), st, loc),
                 _ => {
                     self.record(
                         Event::Lost {
@@ -709,25 +712,39 @@ impl<'m> Interp<'m> {
                     Some(Ref::Kfunc(n)) => n.clone(),
                     _ => format!("kfunc#{btf_id}"),
                 };
-                let r0 = if name == "bpf_cast_to_kern_ctx" {
-                    self.record(
-                        Event::Lost {
-                            kind: Lost::KernCtx,
-                            loc,
-                        },
-                        st.ops,
-                    );
-                    Val::KernCtx
-                } else {
-                    Val::Unknown
-                };
-                self.record(Event::Kfunc { name, loc }, st.ops);
-                st.set(Reg::R0, r0);
-                st.clobber_args();
+                self.kfunc(name, st, loc);
             }
             Insn::Exit { .. } => return Out::Exit,
         }
         Out::Next
+    }
+
+    fn kfunc(&mut self, name: String, st: &mut State, loc: Loc) {
+        let r0 = if name == "bpf_cast_to_kern_ctx" {
+            self.record(
+                Event::Lost {
+                    kind: Lost::KernCtx,
+                    loc,
+                },
+                st.ops,
+            );
+            Val::KernCtx
+        } else {
+            Val::Unknown
+        };
+        // Kfuncs may write through pointer arguments: forget what they point to on the stack.
+        for r in 1..=5 {
+            if let Val::Stack { frame, off } = st.regs[r] {
+                let fr = &mut st.frames[frame as usize];
+                match off {
+                    Some(o) => fr.slots.retain(|&k, _| k < o),
+                    None => fr.slots.clear(),
+                }
+            }
+        }
+        self.record(Event::Kfunc { name, loc }, st.ops);
+        st.set(Reg::R0, r0);
+        st.clobber_args();
     }
 
     fn load(&mut self, st: &State, base: &Val, off: i16, size: Size, loc: Loc) -> Val {
