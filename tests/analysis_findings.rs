@@ -280,7 +280,8 @@ fn kern_ctx_async_callback_and_license() {
     let cases = vec![
         Case {
             op: 3,
-            body: vec![movr(R1, R6), Insn::Call(Call::Kfunc { btf_id: 0, off: 0 })],
+            // A relocatable object's kfunc call: `call -1` relocated against the extern.
+            body: vec![movr(R1, R6), Insn::Call(Call::Local(-1))],
         },
         Case {
             op: 4,
@@ -301,6 +302,7 @@ fn kern_ctx_async_callback_and_license() {
     let p = analyze(&m, "Proprietary");
     use Severity::*;
     assert!(has(&p, 3, K::KernCtx, Warning));
+    assert!(!has(&p, 3, K::Malformed, Error));
     assert_eq!(p.ops[3].kfuncs, ["bpf_cast_to_kern_ctx"]);
     assert!(has(&p, 4, K::AsyncCallback, Warning));
     assert_eq!(p.functions, ["prog", "cb"]);
