@@ -467,7 +467,8 @@ fn tail_call_is_reported_with_its_target_per_op() {
             .map(|f| f.message.clone())
     };
     assert!(tc(2).unwrap().contains("program `handle_rwnd` (slot 2)"));
-    assert!(tc(3).unwrap().contains("slot 3 (empty at load time)"));
+    assert!(tc(3).unwrap().contains("slot 3 (no program there at load time)"));
+    assert!(tc(21).unwrap().contains("235 slots (21..=255), none with a program"));
     assert!(tc(21).unwrap().contains("jmp"));
     // The index differs per op: every op has its own behaviour.
     assert_eq!(p.own_behaviour, (0..=20).collect::<Vec<_>>());

@@ -292,6 +292,7 @@ fn op_facts(
         m,
         env,
         out: BTreeSet::new(),
+        tail_calls: BTreeMap::new(),
     };
     let member = info.and_then(|i| i.member);
     for (e, s) in events {
@@ -330,6 +331,7 @@ fn op_facts(
         }
         fb.event(e, info);
     }
+    fb.tail_call_findings();
     if let Some(i) = info {
         fb.per_op(i, default_path, &returns, &read);
     }
@@ -353,9 +355,58 @@ struct FindingBuilder<'a> {
     m: &'a Module,
     env: &'a Env,
     out: BTreeSet<Finding>,
+    /// Tail-call sites with the slot indices they use for the ops at hand (`None`: not known
+    /// at compile time); one finding per site.
+    tail_calls: BTreeMap<(Loc, Option<u32>), BTreeSet<Option<u64>>>,
 }
 
 impl FindingBuilder<'_> {
+    fn tail_call_findings(&mut self) {
+        for ((loc, map), indices) in std::mem::take(&mut self.tail_calls) {
+            let mi = map.and_then(|i| self.m.maps.get(i as usize));
+            let known: Vec<u64> = indices.iter().flatten().copied().collect();
+            let target = if indices.contains(&None) {
+                "a slot not known at compile time".to_string()
+            } else if let [ix] = known[..] {
+                match mi.and_then(|mi| mi.programs.iter().find(|(i, _)| u64::from(*i) == ix)) {
+                    Some((_, p)) => format!("program `{p}` (slot {ix})"),
+                    None if mi.is_some() => format!("slot {ix} (no program there at load time)"),
+                    None => format!("slot {ix}"),
+                }
+            } else {
+                let progs: Vec<String> = mi
+                    .map(|mi| {
+                        mi.programs
+                            .iter()
+                            .filter(|(i, _)| known.contains(&u64::from(*i)))
+                            .map(|(i, p)| format!("`{p}` (slot {i})"))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                format!(
+                    "{} slots ({}..={}), {}",
+                    known.len(),
+                    known[0],
+                    known[known.len() - 1],
+                    if progs.is_empty() {
+                        "none with a program at load time".to_string()
+                    } else {
+                        format!("with programs {}", progs.join(", "))
+                    }
+                )
+            };
+            self.push(
+                Severity::Warning,
+                FindingKind::TailCall,
+                Some(loc),
+                format!(
+                    "tail call through {} to {target}: the op continues in another program",
+                    mi.map_or("a prog array".to_string(), |m| format!("`{}`", m.name))
+                ),
+            );
+        }
+    }
+
     fn push(&mut self, severity: Severity, kind: FindingKind, loc: Option<Loc>, message: String) {
         self.out.insert(Finding {
             severity,
@@ -425,27 +476,8 @@ impl FindingBuilder<'_> {
                 self.push(sev, k, Some(*loc), msg.to_string());
             }
             Event::TailCall { loc, map, index } => {
-                let mi = map.and_then(|i| self.m.maps.get(i as usize));
-                let target = match (mi, index) {
-                    (Some(mi), Some(ix)) => mi
-                        .programs
-                        .iter()
-                        .find(|(i, _)| u64::from(*i) == *ix)
-                        .map_or(format!("slot {ix} (empty at load time)"), |(_, p)| {
-                            format!("program `{p}` (slot {ix})")
-                        }),
-                    (_, Some(ix)) => format!("slot {ix}"),
-                    _ => "a slot not known at compile time".to_string(),
-                };
-                self.push(
-                    Warning,
-                    K::TailCall,
-                    Some(*loc),
-                    format!(
-                        "tail call through {} to {target}: the op continues in another program",
-                        mi.map_or("a prog array".to_string(), |m| format!("`{}`", m.name))
-                    ),
-                );
+                let e = self.tail_calls.entry((*loc, *map)).or_default();
+                e.insert(*index);
             }
             Event::CtxWrite { field, loc, .. } if *field != "reply" && *field != "sk_txhash" => self
                 .push(
