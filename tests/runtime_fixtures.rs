@@ -1,11 +1,13 @@
-//! The runtime on the compiled fixtures: a real sock_ops program that needs no sock_ops helper
-//! (`ecn_base_rtt`: LPM trie, array stats with atomic adds, `.rodata` knob) run in every build
-//! variant with a raw context, and every fixture either loading or refused with a load error that
+//! The runtime on the compiled fixtures: real sock_ops programs that need no sock_ops helper
+//! (`ecn_base_rtt`: LPM trie, array stats with atomic adds, `.rodata` knob; `syn_rto_rwnd`: hash
+//! policy, per-CPU counters, kconfig) run in every build variant on contexts built by
+//! `runtime::sockops`, and every fixture either loading or refused with a load error that
 //! names what the runtime does not model yet.
 
 use std::path::Path;
 
 use opsplit::obj::Object;
+use opsplit::runtime::sockops::{HookCall, SockCommon, SockExtra, Socket, TcpFields};
 use opsplit::runtime::{Config, Machine, RegionKind};
 
 fn fixture(name: &str) -> Object {
@@ -21,14 +23,37 @@ const AF_INET6: u32 = 10;
 const NEEDS_ECN: u32 = 6;
 const BASE_RTT: u32 = 7;
 
-/// A 224-byte `struct bpf_sock_ops` with op, family and the remote address filled in.
-fn ctx(op: u32, family: u32, ip4: [u8; 4], ip6: [u8; 16]) -> Vec<u8> {
-    let mut c = vec![0u8; 224];
-    c[0..4].copy_from_slice(&op.to_le_bytes());
-    c[20..24].copy_from_slice(&family.to_le_bytes());
-    c[24..28].copy_from_slice(&ip4);
-    c[32..48].copy_from_slice(&ip6);
-    c
+/// A hook call on a locked full socket with the given op, family and remote address.
+fn ctx(op: u32, family: u32, ip4: [u8; 4], ip6: [u8; 16]) -> HookCall {
+    HookCall {
+        op,
+        args: [0; 4],
+        socket: Socket::Full {
+            common: SockCommon {
+                family: family as u16,
+                local_ip4: [127, 0, 0, 1],
+                remote_ip4: ip4,
+                remote_ip6: ip6,
+                local_port: 5201,
+                remote_port: 40738,
+                state: 1,
+                ..SockCommon::default()
+            },
+            tcp: TcpFields::default(),
+            extra: SockExtra::default(),
+        },
+        locked: true,
+        skb: None,
+    }
+}
+
+/// Runs `prog` on a fresh context for `call`: (return value, reply).
+fn run_hook(m: &mut Machine, prog: &str, call: &HookCall) -> (u64, u32) {
+    let c = m.sock_ops_context(call);
+    let ret = m.run(prog, c.ctx).unwrap_or_else(|f| panic!("{f}"));
+    let reply = m.sock_ops_reply(&c);
+    m.release_sock_ops_context(c);
+    (ret, reply)
 }
 
 fn mapped(ip4: [u8; 4]) -> [u8; 16] {
@@ -53,14 +78,10 @@ fn ecn_base_rtt_runs_with_kernel_map_semantics_in_every_variant() {
         value.extend_from_slice(&1u32.to_le_bytes());
         m.maps[lpm].update(&mut m.memory, &key, &value, 0).unwrap();
 
-        let ctx_ptr = m.alloc(RegionKind::Ctx, vec![0; 224], true);
-        let call = |m: &mut Machine, c: Vec<u8>| {
-            m.memory.write_bytes(ctx_ptr, &c).unwrap();
-            let ret = m
-                .run("ecn_base_rtt", ctx_ptr)
-                .unwrap_or_else(|f| panic!("{name}: {f}"));
+        let call = |m: &mut Machine, c: HookCall| {
+            let (ret, reply) = run_hook(m, "ecn_base_rtt", &c);
             assert_eq!(ret, 1, "{name}: programs return 1");
-            m.memory.load(ctx_ptr + 4, 4).unwrap() as u32
+            reply
         };
         let inside = [10, 1, 2, 3];
         let outside = [11, 0, 0, 1];
@@ -183,15 +204,9 @@ fn syn_rto_rwnd_converts_with_config_hz_and_honours_rodata_knobs() {
             .update(&mut m.memory, &key(clamped), &value(100_000, 0, 0), 0)
             .unwrap();
 
-        let ctx_ptr = m.alloc(RegionKind::Ctx, vec![0; 224], true);
         let call = |m: &mut Machine, op: u32, ip: [u8; 4]| {
-            m.memory
-                .write_bytes(ctx_ptr, &ctx(op, AF_INET, ip, [0; 16]))
-                .unwrap();
-            let ret = m
-                .run("syn_rto_rwnd", ctx_ptr)
-                .unwrap_or_else(|f| panic!("{name}: {f}"));
-            (ret, m.memory.load(ctx_ptr + 4, 4).unwrap())
+            let (ret, reply) = run_hook(m, "syn_rto_rwnd", &ctx(op, AF_INET, ip, [0; 16]));
+            (ret, u64::from(reply))
         };
         // ms -> jiffies rounds up: (ms * HZ + 999) / 1000.
         let jiffies = |ms: u64| (ms * hz).div_ceil(1000);
@@ -246,7 +261,7 @@ fn a_fault_in_a_fixture_carries_its_source_line() {
     let obj = fixture("ecn_base_rtt.o");
     let mut m = Machine::from_object(&obj, Config::default()).unwrap();
     // A context cut short after `op`: the program's read of `family` is out of bounds.
-    let mut short = ctx(BASE_RTT, AF_INET, [10, 0, 0, 1], [0; 16]);
+    let mut short = ctx(BASE_RTT, AF_INET, [10, 0, 0, 1], [0; 16]).context_bytes(0, 0, 0);
     short.truncate(8);
     let ctx_ptr = m.alloc(RegionKind::Ctx, short, true);
     let f = m.run("ecn_base_rtt", ctx_ptr).unwrap_err();

@@ -35,6 +35,7 @@ mod interp;
 mod loader;
 pub mod maps;
 pub mod memory;
+pub mod sockops;
 
 use std::fmt;
 use std::sync::Arc;
