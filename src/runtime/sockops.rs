@@ -338,6 +338,60 @@ impl Machine {
     }
 }
 
+/// What one hook call produced, as the kernel uses it (spec §5.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookOutcome {
+    /// Each program's return value, in run order.
+    pub returns: Vec<u64>,
+    /// `reply` after the last program (`args[0]` if no program wrote it).
+    pub reply: u32,
+    /// `sk_txhash` after the last program.
+    pub sk_txhash: u32,
+    /// `__cgroup_bpf_run_filter_sock_ops`: 0, or -EPERM (-1) if any program returned 0.
+    pub run_result: i32,
+    /// What `tcp_call_bpf` gives the TCP stack: `reply` if the run result is 0, else -1.
+    pub tcp_call_result: i32,
+}
+
+impl Machine {
+    /// Runs `programs` in order on one shared context for `call`, as the kernel runs a cgroup's
+    /// effective array: every program runs whatever the others returned, and each sees the
+    /// `reply` (= `args[0]`) and `sk_txhash` the previous one left.
+    pub fn run_hook(
+        &mut self,
+        programs: &[&str],
+        call: &HookCall,
+    ) -> Result<HookOutcome, super::Fault> {
+        let ctx = self.sock_ops_context(call);
+        let mut returns = Vec::with_capacity(programs.len());
+        for p in programs {
+            match self.run(p, ctx.ctx) {
+                Ok(r) => returns.push(r),
+                Err(f) => {
+                    self.release_sock_ops_context(ctx);
+                    return Err(f);
+                }
+            }
+        }
+        let reply = self.sock_ops_reply(&ctx);
+        let sk_txhash = self.sock_ops_txhash(&ctx);
+        self.release_sock_ops_context(ctx);
+        // The verifier limits returns to 0 and 1; only 0 vetoes.
+        let run_result = if returns.iter().any(|&r| r as u32 == 0) {
+            -1
+        } else {
+            0
+        };
+        Ok(HookOutcome {
+            returns,
+            reply,
+            sk_txhash,
+            run_result,
+            tcp_call_result: if run_result == 0 { reply as i32 } else { -1 },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,5 +533,79 @@ mod tests {
             "released regions are reused"
         );
         m.release_sock_ops_context(again);
+    }
+
+    #[test]
+    fn programs_share_reply_and_any_zero_return_vetoes() {
+        use crate::insn::{AluOp, Insn, Reg, Size, Src, Width};
+        use crate::runtime::{Config, Module, ModuleFunction, ModuleProgram, assign_slots};
+        let alu = |op, dst, src| Insn::Alu {
+            width: Width::W64,
+            op,
+            dst,
+            src,
+        };
+        // a: reply = 0x66; return 1.   b: reply = args[0] + 1; return r.
+        let a = vec![
+            Insn::Store {
+                size: Size::W,
+                dst: Reg::R1,
+                off: 4,
+                src: Src::Imm(0x66),
+            },
+            alu(AluOp::Mov, Reg::R0, Src::Imm(1)),
+            Insn::EXIT,
+        ];
+        let b = |ret: i32| {
+            vec![
+                Insn::Load {
+                    size: Size::W,
+                    dst: Reg::R2,
+                    src: Reg::R1,
+                    off: 4,
+                },
+                alu(AluOp::Add, Reg::R2, Src::Imm(1)),
+                Insn::Store {
+                    size: Size::W,
+                    dst: Reg::R1,
+                    off: 4,
+                    src: Src::Reg(Reg::R2),
+                },
+                alu(AluOp::Mov, Reg::R0, Src::Imm(ret)),
+                Insn::EXIT,
+            ]
+        };
+        let f = |name: &str, insns: Vec<Insn>| ModuleFunction {
+            name: name.into(),
+            section: "sockops".into(),
+            insns: assign_slots(&insns),
+            relocations: Vec::new(),
+            lines: Vec::new(),
+        };
+        let module = Module {
+            functions: vec![f("a", a), f("b1", b(1)), f("b0", b(0))],
+            maps: Vec::new(),
+            programs: ["a", "b1", "b0"]
+                .iter()
+                .enumerate()
+                .map(|(function, n)| ModuleProgram {
+                    name: n.to_string(),
+                    function,
+                })
+                .collect(),
+        };
+        let mut m = Machine::new(module, Config::default()).unwrap();
+        let mut call = full(op::TIMEOUT_INIT, true);
+        call.args = [0; 4];
+        let o = m.run_hook(&["a", "b1"], &call).unwrap();
+        assert_eq!((o.reply, o.run_result, o.tcp_call_result), (0x67, 0, 0x67));
+        let o = m.run_hook(&["a", "b0", "b1"], &call).unwrap();
+        assert_eq!(o.returns, vec![1, 0, 1], "every program runs");
+        assert_eq!((o.reply, o.run_result, o.tcp_call_result), (0x68, -1, -1));
+        // No program: the kernel returns reply, which is args[0].
+        call.args[0] = 9;
+        let o = m.run_hook(&[], &call).unwrap();
+        assert_eq!((o.reply, o.tcp_call_result), (9, 9));
+        assert_eq!(o.sk_txhash, 0xabcd);
     }
 }
