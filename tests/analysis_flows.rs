@@ -3,7 +3,7 @@
 //! subprograms, callbacks) and per way the op gets lost (map round-trip, tail call).
 
 use opsplit::analysis::facts::{Env, ProgramFacts, Value, analyze_program};
-use opsplit::analysis::{FindingKind, Func, MapInfo, Module, Ref};
+use opsplit::analysis::{FindingKind, Func, MapInfo, Module, Ref, Severity};
 use opsplit::insn::{AluOp, Call, Insn, JmpCond, LdImm64, Reg, Size, SlotInsn, Src, Width};
 
 /// A tiny assembler with labels.
@@ -429,12 +429,15 @@ fn op_through_a_map_is_lost_and_everything_after_is_reachable() {
     let p = analyze(vec![prog], maps);
     let hit = p.reach[0].len() - 2;
     assert_eq!(ops_at(&p, 0, hit), ALL.collect::<Vec<_>>());
-    assert!(
+    let lost = |slot: usize, sev: Severity| {
         p.ops[4]
             .findings
             .iter()
-            .any(|f| f.kind == FindingKind::OpLost && f.slot == Some(10))
-    );
+            .any(|f| f.kind == FindingKind::OpLost && f.slot == Some(slot) && f.severity == sev)
+    };
+    // The store (slot 10) is noted, the branch on the value read back (slot 12) is the loss.
+    assert!(lost(10, Severity::Info));
+    assert!(lost(12, Severity::Warning));
 }
 
 #[test]
@@ -467,8 +470,16 @@ fn tail_call_is_reported_with_its_target_per_op() {
             .map(|f| f.message.clone())
     };
     assert!(tc(2).unwrap().contains("program `handle_rwnd` (slot 2)"));
-    assert!(tc(3).unwrap().contains("slot 3 (no program there at load time)"));
-    assert!(tc(21).unwrap().contains("235 slots (21..=255), none with a program"));
+    assert!(
+        tc(3)
+            .unwrap()
+            .contains("slot 3 (no program there at load time)")
+    );
+    assert!(
+        tc(21)
+            .unwrap()
+            .contains("235 slots (21..=255), none with a program")
+    );
     assert!(tc(21).unwrap().contains("jmp"));
     // The index differs per op: every op has its own behaviour.
     assert_eq!(p.own_behaviour, (0..=20).collect::<Vec<_>>());

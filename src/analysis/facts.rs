@@ -292,6 +292,13 @@ fn op_facts(
         m,
         env,
         out: BTreeSet::new(),
+        op_stores: events
+            .iter()
+            .filter_map(|(e, _)| match e {
+                Event::OpStore { map, .. } => *map,
+                _ => None,
+            })
+            .collect(),
         tail_calls: BTreeMap::new(),
     };
     let member = info.and_then(|i| i.member);
@@ -355,6 +362,9 @@ struct FindingBuilder<'a> {
     m: &'a Module,
     env: &'a Env,
     out: BTreeSet<Finding>,
+    /// Map fields (map, offset) that op-dependent values are stored into, anywhere in the
+    /// program.
+    op_stores: BTreeSet<(u32, i64)>,
     /// Tail-call sites with the slot indices they use for the ops at hand (`None`: not known
     /// at compile time); one finding per site.
     tail_calls: BTreeMap<(Loc, Option<u32>), BTreeSet<Option<u64>>>,
@@ -426,16 +436,6 @@ impl FindingBuilder<'_> {
         match e {
             Event::Lost { kind, loc } => {
                 let (sev, k, msg) = match kind {
-                    Lost::OpToMemory => (
-                        Warning,
-                        K::OpLost,
-                        "an op-dependent value is stored into a map value or global data; where it is read back the analysis treats it as unknown (every op)",
-                    ),
-                    Lost::OpToMap => (
-                        Warning,
-                        K::OpLost,
-                        "an op-dependent value is written into a map with bpf_map_update_elem; where it is read back the analysis treats it as unknown (every op)",
-                    ),
                     Lost::CtxEscape => (
                         Warning,
                         K::CtxEscape,
@@ -474,6 +474,34 @@ impl FindingBuilder<'_> {
                     ),
                 };
                 self.push(sev, k, Some(*loc), msg.to_string());
+            }
+            Event::OpStore { map, loc } => self.push(
+                Info,
+                K::OpLost,
+                Some(*loc),
+                format!(
+                    "an op-dependent value is stored into {}; a later read of it is unknown to the analysis",
+                    map.and_then(|(m, _)| self.m.maps.get(m as usize))
+                        .map_or("global data or memory it does not follow".to_string(), |m| {
+                            format!("map `{}`", m.name)
+                        })
+                ),
+            ),
+            Event::MapBranch { map, off, loc }
+                if self
+                    .op_stores
+                    .iter()
+                    .any(|&(m, o)| m == *map && super::opval::may_alias(o, *off)) =>
+            {
+                self.push(
+                Warning,
+                K::OpLost,
+                Some(*loc),
+                format!(
+                    "the op round-trips through map `{}`: this branch tests a field of it that op-dependent values are stored into; it is taken both ways for every op that reaches it",
+                    self.m.maps.get(*map as usize).map_or("?", |m| m.name.as_str())
+                ),
+            );
             }
             Event::TailCall { loc, map, index } => {
                 let e = self.tail_calls.entry((*loc, *map)).or_default();

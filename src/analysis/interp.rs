@@ -12,7 +12,8 @@ use std::rc::Rc;
 
 use super::cfg::index_of_slot;
 use super::opval::{
-    Mem, OpSet, OpVec, Val, eval_alu, eval_cond, eval_end, eval_loadsx, eval_movsx, eval_neg, join,
+    ANY_OFF, Mem, OpSet, OpVec, Val, eval_alu, eval_cond, eval_end, eval_loadsx, eval_movsx,
+    eval_neg, join,
 };
 use super::{Module, Ref};
 use crate::insn::{AluOp, AtomicOp, Call, Insn, JmpCond, LdImm64, Reg, Size, Src, Width};
@@ -145,10 +146,6 @@ pub struct Loc {
 /// Why the analysis lost track of the op or the ctx.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub enum Lost {
-    /// An op-derived value is stored into a map value or global data (a later read is unknown).
-    OpToMemory,
-    /// An op-derived value is handed to `bpf_map_update_elem` as (part of) the value.
-    OpToMap,
     /// The ctx pointer is stored into memory the analysis does not follow.
     CtxEscape,
     /// `bpf_cast_to_kern_ctx`: reads through the kernel ctx are not followed.
@@ -206,6 +203,18 @@ pub enum Event {
     },
     Lost {
         kind: Lost,
+        loc: Loc,
+    },
+    /// An op-derived value is stored into a value of map `map` at an offset (`None`: global
+    /// data or memory of unknown origin), directly or through `bpf_map_update_elem`.
+    OpStore {
+        map: Option<(u32, i64)>,
+        loc: Loc,
+    },
+    /// A conditional jump on a value read from a value of map `map` at offset `off`.
+    MapBranch {
+        map: u32,
+        off: i64,
         loc: Loc,
     },
     /// `bpf_tail_call` through map `map` with index `index`.
@@ -490,7 +499,12 @@ impl<'m> Interp<'m> {
         let imprecise = |v: &Val| {
             matches!(
                 v,
-                Val::Unknown | Val::Mem(_) | Val::Sock(_) | Val::Packet | Val::KernCtx
+                Val::Unknown
+                    | Val::MapLoad(..)
+                    | Val::Mem(_)
+                    | Val::Sock(_)
+                    | Val::Packet
+                    | Val::KernCtx
             )
         };
         let effectful = match insn {
@@ -644,7 +658,7 @@ impl<'m> Interp<'m> {
                     } => st.frames[frame as usize].clobber(o + i64::from(off), bytes),
                     Val::Stack { frame, off: None } => st.frames[frame as usize].slots.clear(),
                     Val::Ctx(_) => {}
-                    _ => self.note_escape(&v, st.ops, loc),
+                    _ => self.note_escape(&field_ptr(&base, i64::from(off)), &v, st.ops, loc),
                 }
                 if op == AtomicOp::CmpXchg {
                     st.set(Reg::R0, Val::Unknown);
@@ -675,6 +689,11 @@ impl<'m> Interp<'m> {
                     Src::Imm(k) => imm_val(k),
                     Src::Reg(r) => st.reg(r).clone(),
                 };
+                for v in [st.reg(dst), &b] {
+                    if let Val::MapLoad(map, off) = *v {
+                        self.record(Event::MapBranch { map, off, loc }, st.ops);
+                    }
+                }
                 let (taken, fall) = split(st.ops, width, cond, st.reg(dst), &b);
                 let with = |ops: OpSet| {
                     (!ops.is_empty()).then(|| {
@@ -798,6 +817,9 @@ impl<'m> Interp<'m> {
                 self.record(Event::PacketRead { loc }, st.ops);
                 Val::Unknown
             }
+            Val::Mem(Mem::MapValue(m, o)) if m != u32::MAX => {
+                Val::MapLoad(m, if o == ANY_OFF { ANY_OFF } else { o + off })
+            }
             _ => Val::Unknown,
         }
     }
@@ -846,8 +868,8 @@ impl<'m> Interp<'m> {
             }
             Val::Stack { frame, off: None } => st.frames[frame as usize].slots.clear(),
             _ => {
-                if matches!(base, Val::Mem(Mem::MapValue(_) | Mem::Data)) {
-                    self.note_escape(&v, st.ops, loc);
+                if matches!(base, Val::Mem(Mem::MapValue(..) | Mem::Data)) {
+                    self.note_escape(&field_ptr(base, off), &v, st.ops, loc);
                 } else if matches!(v, Val::Ctx(_)) {
                     self.record(
                         Event::Lost {
@@ -861,14 +883,25 @@ impl<'m> Interp<'m> {
         }
     }
 
-    /// A value written into memory the analysis does not follow.
-    fn note_escape(&mut self, v: &Val, ops: OpSet, loc: Loc) {
-        let kind = match v {
-            Val::PerOp(_) => Lost::OpToMemory,
-            Val::Ctx(_) => Lost::CtxEscape,
-            _ => return,
-        };
-        self.record(Event::Lost { kind, loc }, ops);
+    /// A value written into memory the analysis does not follow (`base` points there).
+    fn note_escape(&mut self, base: &Val, v: &Val, ops: OpSet, loc: Loc) {
+        match v {
+            Val::PerOp(_) => {
+                let map = match base {
+                    Val::Mem(Mem::MapValue(m, o)) if *m != u32::MAX => Some((*m, *o)),
+                    _ => None,
+                };
+                self.record(Event::OpStore { map, loc }, ops);
+            }
+            Val::Ctx(_) => self.record(
+                Event::Lost {
+                    kind: Lost::CtxEscape,
+                    loc,
+                },
+                ops,
+            ),
+            _ => {}
+        }
     }
 
     fn helper(&mut self, id: i32, st: &mut State, loc: Loc) -> Out {
@@ -914,16 +947,17 @@ impl<'m> Interp<'m> {
                 } = args[2]
                 {
                     let fr = &st.frames[frame as usize];
-                    let mut kinds = BTreeSet::new();
-                    for (_, (_, v)) in fr.slots.range(o..o + 64) {
-                        match v {
-                            Val::PerOp(_) => kinds.insert(Lost::OpToMap),
-                            Val::Ctx(_) => kinds.insert(Lost::CtxEscape),
-                            _ => false,
+                    let values: Vec<(i64, Val)> = fr
+                        .slots
+                        .range(o..o + 64)
+                        .map(|(k, (_, v))| (k - o, v.clone()))
+                        .collect();
+                    for (field, v) in values {
+                        let base = match args[0] {
+                            Val::Map(m) => Val::Mem(Mem::MapValue(m, field)),
+                            _ => Val::Mem(Mem::Other),
                         };
-                    }
-                    for kind in kinds {
-                        self.record(Event::Lost { kind, loc }, st.ops);
+                        self.note_escape(&base, &v, st.ops, loc);
                     }
                 }
             }
@@ -987,15 +1021,16 @@ impl<'m> Interp<'m> {
         }
         let r0 = match id {
             helper::MAP_LOOKUP_ELEM => match args[0] {
-                Val::Map(mi) => Val::Mem(Mem::MapValue(mi)),
+                Val::Map(mi) => Val::Mem(Mem::MapValue(mi, 0)),
                 _ => Val::Mem(Mem::Other),
             },
-            helper::SK_STORAGE_GET | helper::GET_LOCAL_STORAGE => {
-                Val::Mem(Mem::MapValue(match args[0] {
+            helper::SK_STORAGE_GET | helper::GET_LOCAL_STORAGE => Val::Mem(Mem::MapValue(
+                match args[0] {
                     Val::Map(mi) => mi,
                     _ => u32::MAX,
-                }))
-            }
+                },
+                0,
+            )),
             _ => Val::Unknown,
         };
         st.set(Reg::R0, r0);
@@ -1151,6 +1186,14 @@ fn simple_exit(f: &super::Func, blk: &super::cfg::Block) -> bool {
         && !insns.iter().any(|si| matches!(si.insn, Insn::Call(_)))
 }
 
+/// A map-value pointer moved to the field `off` bytes further.
+fn field_ptr(base: &Val, off: i64) -> Val {
+    match *base {
+        Val::Mem(Mem::MapValue(m, o)) if o != ANY_OFF => Val::Mem(Mem::MapValue(m, o + off)),
+        ref v => v.clone(),
+    }
+}
+
 fn alu(width: Width, op: AluOp, a: &Val, b: &Val) -> Val {
     if op == AluOp::Mov {
         return match width {
@@ -1185,6 +1228,13 @@ fn alu(width: Width, op: AluOp, a: &Val, b: &Val) -> Val {
             frame: *frame,
             off: off.zip(d).map(|(o, d)| o.wrapping_add(d)),
         },
+        (Val::Mem(Mem::MapValue(m, o)), d) => Val::Mem(Mem::MapValue(
+            *m,
+            match d {
+                Some(d) if *o != ANY_OFF => o.wrapping_add(d),
+                _ => ANY_OFF,
+            },
+        )),
         (Val::Mem(m), _) => Val::Mem(*m),
         (Val::Packet, _) => Val::Packet,
         (Val::KernCtx, _) => Val::KernCtx,

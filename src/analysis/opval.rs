@@ -108,11 +108,20 @@ impl std::fmt::Debug for OpVec {
     }
 }
 
+/// An offset into a map value that is not a constant.
+pub const ANY_OFF: i64 = i64::MIN;
+
+/// Whether two offsets into a map value may name the same field.
+pub fn may_alias(a: i64, b: i64) -> bool {
+    a == b || a == ANY_OFF || b == ANY_OFF
+}
+
 /// Memory the analysis does not follow.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Mem {
-    /// A value of the given map ([`super::Module::maps`]).
-    MapValue(u32),
+    /// A value of the given map ([`super::Module::maps`]), at a byte offset into it
+    /// ([`ANY_OFF`] when not constant).
+    MapValue(u32, i64),
     /// Global data (`.data`, `.bss`, `.rodata`): `.rodata` is never folded, its `const volatile`
     /// values are set at load time.
     Data,
@@ -141,6 +150,9 @@ pub enum Val {
     /// A map (`ld_imm64` of a map).
     Map(u32),
     Mem(Mem),
+    /// A scalar read from a value of map `.0` at offset `.1` (unknown, but where it comes from
+    /// is kept to tell when the op round-trips through a map).
+    MapLoad(u32, i64),
     /// `skops->sk` (a `struct bpf_sock *`) plus an offset.
     Sock(i64),
     /// `skops->skb_data` / `skb_data_end`.
@@ -160,7 +172,10 @@ impl Val {
     }
 
     pub fn is_scalarish(&self) -> bool {
-        matches!(self, Val::Unknown | Val::Const(_) | Val::PerOp(_))
+        matches!(
+            self,
+            Val::Unknown | Val::Const(_) | Val::PerOp(_) | Val::MapLoad(..)
+        )
     }
 
     pub fn is_op_derived(&self) -> bool {
@@ -181,6 +196,7 @@ impl Val {
                 }
                 Val::PerOp(Rc::new(out))
             }
+            Val::MapLoad(m, o) => Val::MapLoad(*m, *o),
             _ => Val::Unknown,
         }
     }
@@ -203,6 +219,11 @@ impl Val {
                 }
                 Val::PerOp(Rc::new(out))
             }
+            // Arithmetic on a map value keeps its origin.
+            (Val::MapLoad(m, f), o) | (o, Val::MapLoad(m, f)) if o.is_scalarish() => match o {
+                Val::MapLoad(n, g) if (n, g) != (m, f) => Val::Unknown,
+                _ => Val::MapLoad(*m, *f),
+            },
             _ => Val::Unknown,
         }
     }
@@ -238,8 +259,8 @@ pub fn join(a: &Val, sa: OpSet, b: &Val, sb: OpSet) -> Val {
     }
     match (a, b) {
         (
-            Val::Unknown | Val::Const(_) | Val::PerOp(_),
-            Val::Unknown | Val::Const(_) | Val::PerOp(_),
+            Val::Unknown | Val::Const(_) | Val::PerOp(_) | Val::MapLoad(..),
+            Val::Unknown | Val::Const(_) | Val::PerOp(_) | Val::MapLoad(..),
         ) => {
             let mut out = OpVec {
                 known: OpSet::EMPTY,
@@ -269,6 +290,9 @@ pub fn join(a: &Val, sa: OpSet, b: &Val, sb: OpSet) -> Val {
             frame: *f1,
             off: None,
         },
+        (Val::Mem(Mem::MapValue(x, _)), Val::Mem(Mem::MapValue(y, _))) if x == y => {
+            Val::Mem(Mem::MapValue(*x, ANY_OFF))
+        }
         (Val::Mem(_), Val::Mem(_)) => Val::Mem(Mem::Other),
         (Val::Sock(_), Val::Sock(_)) => Val::Sock(-1),
         _ => Val::Unknown,
