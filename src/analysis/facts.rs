@@ -772,15 +772,3 @@ impl FindingBuilder<'_> {
         }
     }
 }
-
-/// The events of one op for tests: every helper id called.
-pub fn helper_ids(events: &BTreeMap<Event, OpSet>, op: u8) -> BTreeSet<i32> {
-    events
-        .iter()
-        .filter(|(_, s)| s.contains(op))
-        .filter_map(|(e, _)| match e {
-            Event::Helper { id, .. } => Some(*id),
-            _ => None,
-        })
-        .collect()
-}

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::btf::CoreReloKind;
 use crate::insn::SlotInsn;
-use crate::obj::{Binding, MapValue, Object, RelocKind, SectionKind};
+use crate::obj::{Binding, MapValue, Object, RelocKind, SectionKind, Visibility};
 
 pub use facts::{OpFacts, ProgramFacts, analyze_program};
 pub use findings::{Finding, FindingKind, Severity};
@@ -175,9 +175,13 @@ impl Module {
                 }
             }
             let is_program = obj.programs.iter().any(|p| p.function == fid);
+            // libbpf turns hidden global functions into static ones (BTF linkage), so the
+            // verifier checks them with their caller's state, like static ones.
+            let sym = &obj.symbols[f.symbol];
             let global = !is_program
                 && section.kind == SectionKind::Code
-                && obj.symbols[f.symbol].binding != Binding::Local;
+                && sym.binding != Binding::Local
+                && sym.visibility != Visibility::Hidden;
             funcs.push(Func {
                 name: f.name.clone(),
                 insns: f.insns.clone(),
