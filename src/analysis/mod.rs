@@ -22,7 +22,7 @@ pub mod opval;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::btf::CoreReloKind;
-use crate::insn::SlotInsn;
+use crate::insn::{Insn, SlotInsn};
 use crate::obj::{Binding, MapValue, Object, RelocKind, SectionKind, Visibility};
 
 pub use facts::{OpFacts, ProgramFacts, analyze_program};
@@ -168,7 +168,26 @@ impl Module {
                     }
                     for r in &sec.records {
                         let s = (r.insn_off / 8) as usize;
-                        if s >= first && s < end && r.kind != CoreReloKind::FieldByteOffset {
+                        if s < first || s >= end {
+                            continue;
+                        }
+                        // A field offset patched into a load or store only moves the access
+                        // (the ctx layout is UAPI); anywhere else the immediate is a value
+                        // known only at load time.
+                        let memory_access = f
+                            .insns
+                            .binary_search_by_key(&(s - first), |i| i.slot)
+                            .ok()
+                            .is_some_and(|k| {
+                                matches!(
+                                    f.insns[k].insn,
+                                    Insn::Load { .. }
+                                        | Insn::LoadSx { .. }
+                                        | Insn::Store { .. }
+                                        | Insn::Atomic { .. }
+                                )
+                            });
+                        if r.kind != CoreReloKind::FieldByteOffset || !memory_access {
                             load_time_imm.insert(s - first);
                         }
                     }
