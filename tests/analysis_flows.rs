@@ -591,8 +591,11 @@ mod robustness {
         let reg = |x: u8| Reg::new(x % 11).unwrap();
         let dst = Reg::new(a % 10).unwrap();
         let width = if b & 1 == 0 { Width::W64 } else { Width::W32 };
+        // Mostly small immediates (shift counts, ops), sometimes extreme ones (offsets that
+        // overflow when added).
+        let imm = if c & 0x700 == 0 { d } else { d % 32 };
         let src = if b & 2 == 0 {
-            Src::Imm(d % 32)
+            Src::Imm(imm)
         } else {
             Src::Reg(reg(b >> 2))
         };

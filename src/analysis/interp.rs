@@ -43,10 +43,10 @@ impl Frame {
     }
 
     fn clobber(&mut self, at: i64, bytes: u32) {
-        let end = at + i64::from(bytes);
+        let end = at.saturating_add(i64::from(bytes));
         let hit: Vec<i64> = self
             .slots
-            .range(at - 8..end)
+            .range(at.saturating_sub(8)..end)
             .filter(|(o, (s, _))| **o + i64::from(*s) > at)
             .map(|(o, _)| *o)
             .collect();
@@ -655,7 +655,7 @@ impl<'m> Interp<'m> {
                     Val::Stack {
                         frame,
                         off: Some(o),
-                    } => st.frames[frame as usize].clobber(o + i64::from(off), bytes),
+                    } => st.frames[frame as usize].clobber(o.wrapping_add(i64::from(off)), bytes),
                     Val::Stack { frame, off: None } => st.frames[frame as usize].slots.clear(),
                     Val::Ctx(_) => {}
                     _ => self.note_escape(&field_ptr(&base, i64::from(off)), &v, st.ops, loc),
@@ -770,7 +770,7 @@ impl<'m> Interp<'m> {
         let off = i64::from(off);
         match *base {
             Val::Ctx(o) => {
-                let a = o + off;
+                let a = o.wrapping_add(off);
                 let Some(field) = u32::try_from(a).ok().and_then(optable::ctx_field) else {
                     self.record(
                         Event::Lost {
@@ -800,12 +800,12 @@ impl<'m> Interp<'m> {
             Val::Stack {
                 frame,
                 off: Some(o),
-            } => match st.frames[frame as usize].slots.get(&(o + off)) {
+            } => match st.frames[frame as usize].slots.get(&o.wrapping_add(off)) {
                 Some((s, v)) if *s >= size.bytes() => v.truncate(size.bytes()),
                 _ => Val::Unknown,
             },
             Val::Sock(o) => {
-                if let Some(field) = u32::try_from(o + off)
+                if let Some(field) = u32::try_from(o.wrapping_add(off))
                     .ok()
                     .and_then(optable::bpf_sock_field)
                 {
@@ -817,9 +817,14 @@ impl<'m> Interp<'m> {
                 self.record(Event::PacketRead { loc }, st.ops);
                 Val::Unknown
             }
-            Val::Mem(Mem::MapValue(m, o)) if m != u32::MAX => {
-                Val::MapLoad(m, if o == ANY_OFF { ANY_OFF } else { o + off })
-            }
+            Val::Mem(Mem::MapValue(m, o)) if m != u32::MAX => Val::MapLoad(
+                m,
+                if o == ANY_OFF {
+                    ANY_OFF
+                } else {
+                    o.wrapping_add(off)
+                },
+            ),
             _ => Val::Unknown,
         }
     }
@@ -829,7 +834,7 @@ impl<'m> Interp<'m> {
         let bytes = size.bytes();
         match *base {
             Val::Ctx(o) => {
-                let a = o + off;
+                let a = o.wrapping_add(off);
                 let Some(fl) = u32::try_from(a).ok().and_then(optable::ctx_field) else {
                     self.record(
                         Event::Lost {
@@ -860,10 +865,10 @@ impl<'m> Interp<'m> {
                 off: Some(o),
             } => {
                 let fr = &mut st.frames[frame as usize];
-                fr.clobber(o + off, bytes);
+                fr.clobber(o.wrapping_add(off), bytes);
                 let v = v.truncate(bytes);
                 if v != Val::Unknown {
-                    fr.slots.insert(o + off, (bytes, v));
+                    fr.slots.insert(o.wrapping_add(off), (bytes, v));
                 }
             }
             Val::Stack { frame, off: None } => st.frames[frame as usize].slots.clear(),
@@ -949,7 +954,7 @@ impl<'m> Interp<'m> {
                     let fr = &st.frames[frame as usize];
                     let values: Vec<(i64, Val)> = fr
                         .slots
-                        .range(o..o + 64)
+                        .range(o..o.saturating_add(64))
                         .map(|(k, (_, v))| (k - o, v.clone()))
                         .collect();
                     for (field, v) in values {
@@ -1189,7 +1194,9 @@ fn simple_exit(f: &super::Func, blk: &super::cfg::Block) -> bool {
 /// A map-value pointer moved to the field `off` bytes further.
 fn field_ptr(base: &Val, off: i64) -> Val {
     match *base {
-        Val::Mem(Mem::MapValue(m, o)) if o != ANY_OFF => Val::Mem(Mem::MapValue(m, o + off)),
+        Val::Mem(Mem::MapValue(m, o)) if o != ANY_OFF => {
+            Val::Mem(Mem::MapValue(m, o.wrapping_add(off)))
+        }
         ref v => v.clone(),
     }
 }
