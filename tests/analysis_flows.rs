@@ -761,3 +761,56 @@ mod robustness {
         }
     }
 }
+
+/// `v = <value>; *(map value) = v` after a lookup: what is stored decides whether an op
+/// behaves on its own.
+fn store_into_map(compute: Vec<A>) -> ProgramFacts {
+    let mut items = vec![
+        movr(R7, R1),
+        mov(R2, 0),
+        store(Size::W, FP, -4, R2),
+        I(Insn::LdImm64 {
+            dst: R1,
+            value: LdImm64::Imm(0),
+        }),
+        movr(R2, FP),
+        alu(Width::W64, AluOp::Add, R2, Src::Imm(-4)),
+        call(1),
+        jeq(R0, 0, "out"),
+        movr(R6, R0),
+        ld_op_from(R2, R7),
+    ];
+    items.extend(compute);
+    items.extend(vec![
+        store(Size::W, R6, 0, R3),
+        L("out"),
+        mov(R0, 1),
+        exit(),
+    ]);
+    let mut prog = func("prog", items);
+    prog.refs.insert(3, Ref::Map(0));
+    let maps = vec![MapInfo {
+        name: "m".into(),
+        map_type: 2,
+        programs: vec![],
+    }];
+    analyze(vec![prog], maps)
+}
+
+#[test]
+fn storing_the_op_itself_is_the_same_behaviour_for_every_op() {
+    let p = store_into_map(vec![movr(R3, R2)]);
+    assert!(p.own_behaviour.is_empty(), "{:?}", p.own_behaviour);
+}
+
+#[test]
+fn storing_an_op_test_gives_that_op_its_own_behaviour() {
+    // r3 = op == 5
+    let p = store_into_map(vec![
+        mov(R3, 0),
+        J(Width::W32, JmpCond::Ne, R2, Src::Imm(5), "store"),
+        mov(R3, 1),
+        L("store"),
+    ]);
+    assert_eq!(p.own_behaviour, [5]);
+}

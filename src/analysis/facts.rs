@@ -475,7 +475,7 @@ impl FindingBuilder<'_> {
                 };
                 self.push(sev, k, Some(*loc), msg.to_string());
             }
-            Event::OpStore { map, loc } => self.push(
+            Event::OpStore { map, loc, .. } => self.push(
                 Info,
                 K::OpLost,
                 Some(*loc),

@@ -210,6 +210,8 @@ pub enum Event {
     OpStore {
         map: Option<(u32, i64)>,
         loc: Loc,
+        /// The value stored for the ops recorded ([`THE_OP`] for the op itself).
+        value: Option<u64>,
     },
     /// A conditional jump on a value read from a value of map `map` at offset `off`.
     MapBranch {
@@ -896,7 +898,13 @@ impl<'m> Interp<'m> {
                     Val::Mem(Mem::MapValue(m, o)) if *m != u32::MAX => Some((*m, *o)),
                     _ => None,
                 };
-                self.record(Event::OpStore { map, loc }, ops);
+                let v = v.clone();
+                let the_op = is_the_op(&v, ops);
+                self.record_each(ops, true, |o| Event::OpStore {
+                    map,
+                    loc,
+                    value: if the_op { Some(THE_OP) } else { v.at(o) },
+                });
             }
             Val::Ctx(_) => self.record(
                 Event::Lost {
@@ -922,14 +930,17 @@ impl<'m> Interp<'m> {
             _ => Val::Unknown,
         });
         let per_op = args.iter().any(Val::is_op_derived) || pointees.iter().any(Val::is_op_derived);
+        let the_op: [bool; 5] = std::array::from_fn(|k| is_the_op(&pointees[k], st.ops));
         self.record_each(st.ops, per_op, |o| Event::Helper {
             id,
             loc,
             args: std::array::from_fn(|k| args[k].at(o)),
-            pointees: std::array::from_fn(|k| match pointees[k].at(o) {
-                // The op itself (a per-op counter's key): the same behaviour for every op.
-                Some(v) if v == u64::from(o) && pointees[k].is_op_derived() => Some(THE_OP),
-                v => v,
+            pointees: std::array::from_fn(|k| {
+                if the_op[k] {
+                    Some(THE_OP)
+                } else {
+                    pointees[k].at(o)
+                }
             }),
         });
         match id {
@@ -1189,6 +1200,12 @@ fn simple_exit(f: &super::Func, blk: &super::cfg::Block) -> bool {
     let insns = &f.insns[blk.start..blk.end];
     matches!(insns.last(), Some(si) if matches!(si.insn, Insn::Exit { .. }))
         && !insns.iter().any(|si| matches!(si.insn, Insn::Call(_)))
+}
+
+/// Whether `v` is the op itself on every op of `ops`: a per-op counter's key or a stored op
+/// is the same behaviour for every op, recorded as [`THE_OP`].
+fn is_the_op(v: &Val, ops: OpSet) -> bool {
+    v.is_op_derived() && ops.iter().all(|o| v.at(o) == Some(u64::from(o)))
 }
 
 /// A map-value pointer moved to the field `off` bytes further.

@@ -1,14 +1,29 @@
 //! Loading objects into the running kernel with libbpf-rs (vendored libbpf 1.7).
 //!
 //! Everything loaded here is owned by the returned handles or released before returning: nothing is
-//! attached or pinned by this module unless a caller asks for it explicitly.
+//! attached or pinned by this module unless a caller asks for it explicitly ([`Loaded::attach_links`],
+//! [`pins`]). Maps that ask for libbpf's automatic pinning (`LIBBPF_PIN_BY_NAME`) are not pinned
+//! automatically either: a load must never leave files in `/sys/fs/bpf` behind the user's back.
+//!
+//! - [`load_object`]: load, verify, report, release (what `--dry-run` and the fixture tests use).
+//! - [`Loaded`]: a loaded object kept alive, for attaching, pinning and dumping maps.
+//! - [`kernel`]: the raw `bpf()` operations libbpf-rs does not wrap (replace, query, stats).
+//! - [`pins`]: the `--pin DIR` layout and its manifest, and `unload`.
+//! - [`dump`]: reading every map of a loaded object into plain data.
 
-use std::os::fd::{AsFd, AsRawFd};
+pub mod dump;
+pub mod kernel;
+pub mod pins;
+pub mod verifier;
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::Mutex;
 
-use libbpf_rs::{ObjectBuilder, PrintLevel, ProgramAttachType, ProgramType};
+use libbpf_rs::{AsRawLibbpf, ObjectBuilder, PrintLevel, ProgramAttachType, ProgramType};
 
 use crate::Error;
+
+pub use verifier::Rejection;
 
 /// One program as the kernel accepted it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +38,14 @@ pub struct LoadedProgram {
     pub verified_insns: u32,
     /// Instructions libbpf submitted after relocation.
     pub insns: usize,
+    /// The kernel's program id (valid while the program is loaded).
+    pub id: u32,
+}
+
+impl LoadedProgram {
+    pub fn is_sockops(&self) -> bool {
+        self.prog_type == format!("{:?}", ProgramType::SockOps)
+    }
 }
 
 /// The result of loading one object: every program it loaded, in libbpf's order.
@@ -59,31 +82,155 @@ fn tail(s: &str, lines: usize) -> String {
 ///
 /// `name` identifies the object in errors (usually its file name).
 pub fn load_object(bytes: &[u8], name: &str) -> Result<LoadReport, Error> {
-    let _guard = LOAD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    LOG.lock().unwrap_or_else(|e| e.into_inner()).clear();
-    let prev = libbpf_rs::set_print(Some((PrintLevel::Debug, collect_log)));
-    let result = load_locked(bytes, name);
-    libbpf_rs::set_print(prev);
-    let log = std::mem::take(&mut *LOG.lock().unwrap_or_else(|e| e.into_inner()));
-    result.map_err(|message| Error::Kernel {
-        object: name.to_string(),
-        message,
-        log_tail: tail(&log, 40),
-    })
+    Loaded::load(bytes, name)
+        .map(|l| l.report)
+        .map_err(|r| Error::from(*r))
 }
 
-fn load_locked(bytes: &[u8], name: &str) -> Result<LoadReport, String> {
+/// An object loaded into the kernel and kept: its maps and programs live as long as this value
+/// (and whatever links or pins the caller creates from it).
+pub struct Loaded {
+    /// The object's name in messages.
+    pub name: String,
+    pub object: libbpf_rs::Object,
+    pub report: LoadReport,
+    /// Programs named in a PROG_ARRAY's initial values (`.values = { [i] = &prog }`): they run
+    /// through tail calls and are never attached themselves.
+    pub tail_call_targets: Vec<String>,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("name", &self.name)
+            .field("report", &self.report)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Loaded {
+    /// Opens and loads `bytes`. On rejection the error names the program, the failing instruction
+    /// and its source line where the verifier log and the object's line info allow.
+    pub fn load(bytes: &[u8], name: &str) -> Result<Loaded, Box<Rejection>> {
+        let _guard = LOAD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        LOG.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let prev = libbpf_rs::set_print(Some((PrintLevel::Debug, collect_log)));
+        let result = load_locked(bytes, name);
+        libbpf_rs::set_print(prev);
+        let log = std::mem::take(&mut *LOG.lock().unwrap_or_else(|e| e.into_inner()));
+        match result {
+            Ok((object, report)) => Ok(Loaded {
+                name: name.to_string(),
+                object,
+                report,
+                tail_call_targets: tail_call_targets(bytes),
+            }),
+            Err(message) => Err(Box::new(Rejection::from_log(name, bytes, message, &log))),
+        }
+    }
+
+    /// The sock_ops programs to attach, in program-name order (the order they are attached in);
+    /// tail-call targets are left out.
+    pub fn sockops_programs(&self) -> Vec<libbpf_rs::ProgramMut<'_>> {
+        let mut v: Vec<_> = self
+            .object
+            .progs_mut()
+            .filter(|p| {
+                p.prog_type() == ProgramType::SockOps
+                    && !self
+                        .tail_call_targets
+                        .iter()
+                        .any(|t| p.name() == t.as_str())
+            })
+            .collect();
+        v.sort_by(|a, b| a.name().cmp(b.name()));
+        v
+    }
+
+    /// Attaches every sock_ops program to the cgroup with a bpf_link each (links always behave as
+    /// `BPF_F_ALLOW_MULTI`), in program-name order, so they run in that order for sockets of that
+    /// cgroup. On failure the links made so far are dropped, which detaches them.
+    pub fn attach_links(
+        &self,
+        cgroup: BorrowedFd<'_>,
+    ) -> Result<Vec<(String, libbpf_rs::Link)>, Error> {
+        let mut links = Vec::new();
+        for p in self.sockops_programs() {
+            let pname = p.name().to_string_lossy().into_owned();
+            let link = p
+                .attach_cgroup(cgroup.as_raw_fd())
+                .map_err(|e| Error::Kernel {
+                    object: self.name.clone(),
+                    message: format!("attaching program `{pname}` to the cgroup: {e}"),
+                    log_tail: String::new(),
+                })?;
+            links.push((pname, link));
+        }
+        Ok(links)
+    }
+
+    /// The loaded program named `name`.
+    pub fn program(&self, name: &str) -> Option<libbpf_rs::Program<'_>> {
+        self.object.progs().find(|p| p.name() == name)
+    }
+}
+
+fn tail_call_targets(bytes: &[u8]) -> Vec<String> {
+    let Ok(obj) = crate::obj::Object::parse(bytes) else {
+        return Vec::new();
+    };
+    obj.maps
+        .iter()
+        .flat_map(|m| &m.values)
+        .filter_map(|v| match v {
+            crate::obj::MapValue::Program { function, .. } => Some(function.clone()),
+            crate::obj::MapValue::Map { .. } => None,
+        })
+        .collect()
+}
+
+/// Objects with legacy `maps` sections are refused by libbpf ≥ 1.0; opsplit's codec converts them
+/// to BTF-defined maps. Returns the bytes to give libbpf: converted if needed, else the input.
+pub fn convert_if_legacy(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, Error> {
+    let obj = crate::obj::Object::parse(bytes)?;
+    if obj
+        .maps
+        .iter()
+        .any(|m| m.kind == crate::obj::MapKind::Legacy)
+    {
+        Ok(std::borrow::Cow::Owned(obj.write()?))
+    } else {
+        Ok(std::borrow::Cow::Borrowed(bytes))
+    }
+}
+
+fn load_locked(bytes: &[u8], name: &str) -> Result<(libbpf_rs::Object, LoadReport), String> {
     let mut builder = ObjectBuilder::default();
-    let open = builder
+    let mut open = builder
         .name(sanitize_obj_name(name))
         .map_err(|e| format!("bad object name: {e}"))?
         .open_memory(bytes)
         .map_err(|e| format!("libbpf could not open the object: {e}"))?;
-    let mut open = open;
     for mut prog in open.progs_mut() {
         if is_legacy_sockops_section(&prog.section().to_string_lossy()) {
             prog.set_prog_type(ProgramType::SockOps);
             prog.set_attach_type(ProgramAttachType::CgroupSockOps);
+        }
+    }
+    for map in open.maps_mut() {
+        // SAFETY: the pointer is a live bpf_map of the open object; a NULL path clears libbpf's
+        // automatic pinning for this map (documented libbpf behaviour).
+        let ret = unsafe {
+            libbpf_rs::libbpf_sys::bpf_map__set_pin_path(
+                map.as_libbpf_object().as_ptr(),
+                std::ptr::null(),
+            )
+        };
+        if ret != 0 {
+            return Err(format!(
+                "cannot clear automatic pinning of map {:?}",
+                map.name()
+            ));
         }
     }
     let obj = open.load().map_err(|e| format!("load failed: {e}"))?;
@@ -98,9 +245,10 @@ fn load_locked(bytes: &[u8], name: &str) -> Result<LoadReport, String> {
             tag: info.tag,
             verified_insns: info.verified_insns,
             insns: prog.insn_cnt(),
+            id: info.id,
         });
     }
-    Ok(LoadReport { programs })
+    Ok((obj, LoadReport { programs }))
 }
 
 /// `sockops/<anything>` sections come from the libbpf 0.x era, which matched section names by
@@ -126,7 +274,7 @@ fn sanitize_obj_name(name: &str) -> String {
 }
 
 /// Reads `bpf_prog_info` for a program fd.
-pub(crate) fn prog_info(fd: i32) -> std::io::Result<libbpf_rs::libbpf_sys::bpf_prog_info> {
+pub fn prog_info(fd: i32) -> std::io::Result<libbpf_rs::libbpf_sys::bpf_prog_info> {
     let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
     let mut len = std::mem::size_of_val(&info) as u32;
     // SAFETY: `info` is a properly sized, zeroed bpf_prog_info and `len` its size; the kernel
