@@ -619,11 +619,14 @@ pub fn op_info(op: u8) -> Option<&'static OpInfo> {
     OPS.get(op as usize)
 }
 
-/// Parses an op as given on the command line: a number, `BPF_SOCK_OPS_RTT_CB`, `RTT_CB`, or the
-/// member name `rtt` (case-insensitive).
+/// Parses an op as given on the command line: a number, `BPF_SOCK_OPS_RTT_CB`, `RTT_CB`, the
+/// member name `rtt` (case-insensitive), or `other` (the ops above 20, as 21).
 pub fn parse_op(s: &str) -> Option<u8> {
     if let Ok(n) = s.parse::<u8>() {
         return Some(n);
+    }
+    if s.eq_ignore_ascii_case("other") {
+        return Some(OP_COUNT);
     }
     let up = s.to_ascii_uppercase();
     OPS.iter()
@@ -1243,6 +1246,7 @@ mod tests {
         assert_eq!(parse_op("BPF_SOCK_OPS_RTT_CB"), Some(12));
         assert_eq!(parse_op("rtt_cb"), Some(12));
         assert_eq!(parse_op("set_state"), Some(10));
+        assert_eq!(parse_op("other"), Some(21));
         assert_eq!(parse_op("nope"), None);
     }
 
