@@ -113,12 +113,12 @@ fn remove_pin_dir(p: &Path) {
 /// Detaches every sock_ops program still attached directly to the cgroup (only ever ours: the
 /// cgroup is ours), kills its processes and removes it.
 fn remove_cgroup(p: &Path) {
-    if let Ok(cg) = opsplit::load::kernel::open_cgroup(p) {
-        if let Ok(ids) = opsplit::load::kernel::query_sockops(cg.as_fd()) {
-            for id in ids {
-                if let Ok(prog) = opsplit::load::kernel::prog_fd_by_id(id) {
-                    let _ = opsplit::load::kernel::prog_detach(prog.as_fd(), cg.as_fd());
-                }
+    if let Ok(cg) = opsplit::load::kernel::open_cgroup(p)
+        && let Ok(ids) = opsplit::load::kernel::query_sockops(cg.as_fd())
+    {
+        for id in ids {
+            if let Ok(prog) = opsplit::load::kernel::prog_fd_by_id(id) {
+                let _ = opsplit::load::kernel::prog_detach(prog.as_fd(), cg.as_fd());
             }
         }
     }
