@@ -13,10 +13,12 @@ pub mod btf;
 pub mod cli;
 pub mod error;
 pub mod insn;
+pub mod link;
 pub mod load;
 pub mod obj;
 pub mod optable;
 pub mod runtime;
+pub mod split;
 pub mod uapi;
 
 pub use error::Error;

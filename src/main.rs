@@ -41,6 +41,23 @@ enum Command {
         #[arg(long)]
         disasm: bool,
     },
+    /// Split every sock_ops program per op: per-op programs behind a PROG_ARRAY dispatcher that
+    /// keeps the original name and section (docs/SPLIT.md). Prints a report per program and op.
+    Convert {
+        file: PathBuf,
+        /// Output object.
+        #[arg(short = 'o', long = "output", value_name = "OUT.o")]
+        output: PathBuf,
+        /// Output form; `split` is the only one so far.
+        #[arg(long, value_parser = ["split"], default_value = "split")]
+        target: String,
+        /// Also write the report as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// Skip runtime verification (not available yet: convert never runs it).
+        #[arg(long)]
+        no_verify: bool,
+    },
 }
 
 fn parse_op(s: &str) -> Result<u8, String> {
@@ -65,6 +82,21 @@ fn main() -> ExitCode {
                 program,
                 op,
                 disasm,
+            },
+        ),
+        Command::Convert {
+            file,
+            output,
+            target: _,
+            report,
+            no_verify,
+        } => convert(
+            &file,
+            &cli::convert::ConvertOptions {
+                output,
+                target: cli::convert::Target::Split,
+                report,
+                no_verify,
             },
         ),
     };
@@ -134,5 +166,25 @@ fn inspect(files: &[PathBuf], json: bool, opts: &cli::inspect::InspectOptions) -
         Exit::Input
     } else {
         Exit::Ok
+    }
+}
+
+fn convert(file: &std::path::Path, opts: &cli::convert::ConvertOptions) -> Exit {
+    if opts.no_verify {
+        eprintln!(
+            "opsplit: --no-verify: runtime verification is not available yet; nothing was skipped"
+        );
+    } else {
+        println!("note: runtime verification is not available yet; the output was not verified");
+    }
+    match cli::convert::run(file, opts) {
+        Ok(doc) => {
+            print!("{}", cli::convert::render_text(&doc));
+            Exit::Ok
+        }
+        Err(e) => {
+            eprintln!("opsplit: {e}");
+            Exit::Input
+        }
     }
 }

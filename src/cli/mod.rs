@@ -3,6 +3,7 @@
 //!
 //! Exit codes are one table for the whole CLI (`docs/CLI.md`).
 
+pub mod convert;
 pub mod dump;
 pub mod inspect;
 
