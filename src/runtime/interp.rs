@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::helpers::{Helper, HelperError, HelperTable};
 use super::maps::MapState;
-use super::memory::{MAX_BPF_STACK, Memory, RegionId, RegionKind, pointer};
+use super::memory::{Access, AccessRule, MAX_BPF_STACK, Memory, RegionId, RegionKind, pointer};
 use super::{
     BPF_MAX_LOOPS, Config, Fault, FaultKind, FuncIndex, MAX_CALL_FRAMES, Machine, Module,
     ModuleProgram, Stats, Target,
@@ -228,6 +228,8 @@ pub(crate) struct RunState {
     cur_pc: usize,
     /// Executed flag per op, when coverage is on (empty when off).
     pub coverage: Vec<bool>,
+    /// The context region and its field rules (the verifier's context checks), if any.
+    pub ctx_rule: Option<(RegionId, AccessRule, u64)>,
 }
 
 pub(crate) fn build(module: Module, config: Config, table: &HelperTable) -> Result<Machine, Error> {
@@ -274,6 +276,7 @@ pub(crate) fn build(module: Module, config: Config, table: &HelperTable) -> Resu
             program: 0,
             cur_pc: 0,
             coverage: Vec::new(),
+            ctx_rule: None,
         },
     })
 }
@@ -1010,14 +1013,40 @@ pub(crate) fn function_of(m: &Machine, addr: u64) -> Option<FuncIndex> {
 /// Runs with or without coverage recording: two instances of the loop, so the common case pays
 /// nothing for it.
 fn dispatch(m: &mut Machine, image: &Image, func: u32, args: [u64; 5]) -> Result<u64, Fault> {
-    if m.run.coverage.is_empty() {
-        exec::<false>(m, image, func, args)
-    } else {
-        exec::<true>(m, image, func, args)
+    match (m.run.coverage.is_empty(), m.run.ctx_rule.is_none()) {
+        (true, true) => exec::<false, false>(m, image, func, args),
+        (false, true) => exec::<true, false>(m, image, func, args),
+        (true, false) => exec::<false, true>(m, image, func, args),
+        (false, false) => exec::<true, true>(m, image, func, args),
     }
 }
 
-fn exec<const COVER: bool>(
+/// The context rule's verdict on an access at `a` (Allow for anything but the ruled context).
+#[inline(never)]
+fn ctx_access(m: &Machine, a: u64, size: u64, write: bool) -> Access {
+    let Some((region, rule, tag)) = m.run.ctx_rule else {
+        return Access::Allow;
+    };
+    let (id, off) = super::split_pointer(a);
+    if id != region || off < 0 || off > i64::from(u32::MAX) {
+        // Not the context, or out of it: the memory check reports it.
+        return Access::Allow;
+    }
+    rule(off as u32, size as u32, write, tag)
+}
+
+fn ctx_denied(a: u64, size: u64, write: bool, reason: &'static str) -> FaultKind {
+    FaultKind::Context {
+        offset: super::split_pointer(a).1,
+        size,
+        write,
+        reason,
+    }
+}
+
+/// `CHECK`: apply [`RunState::ctx_rule`] to every access (a separate instance, so runs without
+/// a ruled context pay nothing for it).
+fn exec<const COVER: bool, const CHECK: bool>(
     m: &mut Machine,
     image: &Image,
     func: u32,
@@ -1051,7 +1080,6 @@ fn exec<const COVER: bool>(
             }
         };
     }
-
     loop {
         let cur = pc;
         if left == 0 {
@@ -1071,6 +1099,29 @@ fn exec<const COVER: bool>(
         let d = (op.dst & 15) as usize;
         let s = (op.src & 15) as usize;
         let k = op.imm as u64;
+        macro_rules! ld {
+            ($a:expr, $n:expr) => {{
+                let a = $a;
+                if CHECK && let Access::Deny(reason) = ctx_access(m, a, $n, false) {
+                    fail!(cur, ctx_denied(a, $n, false, reason));
+                }
+                mem!(cur, m.memory.load(a, $n))
+            }};
+        }
+        macro_rules! st {
+            ($a:expr, $n:expr, $v:expr) => {{
+                let a = $a;
+                let go = !CHECK
+                    || match ctx_access(m, a, $n, true) {
+                        Access::Allow => true,
+                        Access::Skip => false,
+                        Access::Deny(reason) => fail!(cur, ctx_denied(a, $n, true, reason)),
+                    };
+                if go {
+                    mem!(cur, m.memory.store(a, $n, $v))
+                }
+            }};
+        }
         macro_rules! jmp {
             ($c:expr) => {
                 if $c {
@@ -1168,38 +1219,49 @@ fn exec<const COVER: bool>(
             Code::Nop => {}
             Code::LdImm => regs[d] = k,
             Code::LdxB => {
-                regs[d] = mem!(cur, m.memory.load(addr(regs[s], op.off), 1));
+                regs[d] = ld!(addr(regs[s], op.off), 1);
             }
             Code::LdxH => {
-                regs[d] = mem!(cur, m.memory.load(addr(regs[s], op.off), 2));
+                regs[d] = ld!(addr(regs[s], op.off), 2);
             }
             Code::LdxW => {
-                regs[d] = mem!(cur, m.memory.load(addr(regs[s], op.off), 4));
+                regs[d] = ld!(addr(regs[s], op.off), 4);
             }
             Code::LdxDW => {
-                regs[d] = mem!(cur, m.memory.load(addr(regs[s], op.off), 8));
+                regs[d] = ld!(addr(regs[s], op.off), 8);
             }
             Code::LdxsB => {
-                regs[d] = mem!(cur, m.memory.load(addr(regs[s], op.off), 1)) as i8 as i64 as u64;
+                regs[d] = ld!(addr(regs[s], op.off), 1) as i8 as i64 as u64;
             }
             Code::LdxsH => {
-                regs[d] = mem!(cur, m.memory.load(addr(regs[s], op.off), 2)) as i16 as i64 as u64;
+                regs[d] = ld!(addr(regs[s], op.off), 2) as i16 as i64 as u64;
             }
             Code::LdxsW => {
-                regs[d] = mem!(cur, m.memory.load(addr(regs[s], op.off), 4)) as i32 as i64 as u64;
+                regs[d] = ld!(addr(regs[s], op.off), 4) as i32 as i64 as u64;
             }
-            Code::StB => mem!(cur, m.memory.store(addr(regs[d], op.off), 1, k)),
-            Code::StH => mem!(cur, m.memory.store(addr(regs[d], op.off), 2, k)),
-            Code::StW => mem!(cur, m.memory.store(addr(regs[d], op.off), 4, k)),
-            Code::StDW => mem!(cur, m.memory.store(addr(regs[d], op.off), 8, k)),
-            Code::StxB => mem!(cur, m.memory.store(addr(regs[d], op.off), 1, regs[s])),
-            Code::StxH => mem!(cur, m.memory.store(addr(regs[d], op.off), 2, regs[s])),
-            Code::StxW => mem!(cur, m.memory.store(addr(regs[d], op.off), 4, regs[s])),
-            Code::StxDW => mem!(cur, m.memory.store(addr(regs[d], op.off), 8, regs[s])),
+            Code::StB => st!(addr(regs[d], op.off), 1, k),
+            Code::StH => st!(addr(regs[d], op.off), 2, k),
+            Code::StW => st!(addr(regs[d], op.off), 4, k),
+            Code::StDW => st!(addr(regs[d], op.off), 8, k),
+            Code::StxB => st!(addr(regs[d], op.off), 1, regs[s]),
+            Code::StxH => st!(addr(regs[d], op.off), 2, regs[s]),
+            Code::StxW => st!(addr(regs[d], op.off), 4, regs[s]),
+            Code::StxDW => st!(addr(regs[d], op.off), 8, regs[s]),
             Code::Atomic => {
                 let bytes = u64::from(op.target & 0xff);
                 let aop = ATOMIC_OPS[(op.target >> 8) as usize];
                 let a = addr(regs[d], op.off);
+                // The verifier refuses atomics on the context whatever the field.
+                if CHECK
+                    && m.run
+                        .ctx_rule
+                        .is_some_and(|(r, ..)| super::split_pointer(a).0 == r)
+                {
+                    fail!(
+                        cur,
+                        ctx_denied(a, bytes, true, "atomic operations on the context")
+                    );
+                }
                 let old = mem!(cur, m.memory.load(a, bytes));
                 if a & (bytes - 1) != 0 {
                     fail!(

@@ -82,6 +82,22 @@ impl fmt::Display for RegionKind {
     }
 }
 
+/// What a context rule decides about one access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Allow,
+    /// A write the kernel accepts but drops (sock_ops `sk_txhash` on an unlocked socket).
+    Skip,
+    /// An access the verifier refuses; the reason names the rule.
+    Deny(&'static str),
+}
+
+/// Field-level rules of a context, on top of bounds, permission and alignment:
+/// `(offset, size, write, tag) -> Access`, `tag` being per-call state (e.g. "socket locked").
+/// The interpreter applies them in a separate instance of its loop (see `RunState::ctx_rule`),
+/// so that other runs pay nothing for them.
+pub type AccessRule = fn(u32, u32, bool, u64) -> Access;
+
 /// One region: its bytes and what may be done with them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Region {

@@ -42,7 +42,9 @@ use std::sync::Arc;
 
 pub use helpers::{Helper, HelperFn, HelperTable, Record};
 pub use maps::{MapError, MapState};
-pub use memory::{AccessFault, Memory, Region, RegionId, RegionKind, pointer, split_pointer};
+pub use memory::{
+    Access, AccessFault, AccessRule, Memory, Region, RegionId, RegionKind, pointer, split_pointer,
+};
 
 use crate::insn::{Insn, SlotInsn};
 use crate::obj::disasm::FunctionLine;
@@ -228,6 +230,13 @@ pub enum FaultKind {
     },
     /// Something the runtime does not model (yet).
     Unsupported(String),
+    /// A context access the verifier would refuse (wrong size, write to a read-only field).
+    Context {
+        offset: i64,
+        size: u64,
+        write: bool,
+        reason: &'static str,
+    },
 }
 
 impl fmt::Display for FaultKind {
@@ -251,6 +260,16 @@ impl fmt::Display for FaultKind {
             ),
             FaultKind::Helper { name, message } => write!(f, "{name}: {message}"),
             FaultKind::Unsupported(m) => write!(f, "not supported by the runtime: {m}"),
+            FaultKind::Context {
+                offset,
+                size,
+                write,
+                reason,
+            } => write!(
+                f,
+                "invalid {size}-byte context {} at offset {offset}: {reason}",
+                if *write { "write" } else { "read" }
+            ),
         }
     }
 }

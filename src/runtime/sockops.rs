@@ -4,12 +4,12 @@
 //!
 //! The values a guarded field reads depend only on the call (is the socket full, is it locked), so
 //! they are computed once per call into the context bytes: a field the kernel reads as 0 for this
-//! call *is* 0 in the bytes. What is not modelled here yet: the verifier's field access rules
-//! (exact load sizes, writes only to `reply` and `sk_txhash`, and a write to `sk_txhash` being
-//! dropped on an unlocked socket), which the kernel enforces at load time.
+//! call *is* 0 in the bytes. The verifier's field access rules (exact load sizes, writes only to
+//! `reply` and `sk_txhash`) are [`context_rule`], applied to every access while the context is
+//! live, together with the kernel dropping an `sk_txhash` write on an unlocked socket.
 
 use super::Machine;
-use super::memory::{RegionId, RegionKind, pointer, split_pointer};
+use super::memory::{Access, RegionId, RegionKind, pointer, split_pointer};
 
 /// `BPF_SOCK_OPS_*` op values (6.18).
 pub mod op {
@@ -262,6 +262,40 @@ impl HookCall {
     }
 }
 
+/// Bit of the rule tag: the socket is locked (`sk_txhash` writes land).
+const TAG_LOCKED: u64 = 1;
+
+/// The verifier's `struct bpf_sock_ops` access rules (spec §3.1), and the run-time drop of an
+/// `sk_txhash` write on an unlocked socket.
+pub fn context_rule(off: u32, size: u32, write: bool, tag: u64) -> Access {
+    let off = off as usize;
+    if off >= CTX_SIZE || !off.is_multiple_of(size as usize) {
+        return Access::Deny("invalid bpf_context access");
+    }
+    if write {
+        return match (off, size) {
+            (field::REPLY, 4) => Access::Allow,
+            (field::SK_TXHASH, 4) if tag & TAG_LOCKED != 0 => Access::Allow,
+            (field::SK_TXHASH, 4) => Access::Skip,
+            (field::REPLY | field::SK_TXHASH, _) => Access::Deny("only 4-byte writes"),
+            _ => Access::Deny("only reply and sk_txhash are writable"),
+        };
+    }
+    match off {
+        field::BYTES_RECEIVED..field::SKB_LEN | field::SKB_HWTSTAMP.. => {
+            if size == 8 {
+                Access::Allow
+            } else {
+                Access::Deny("8-byte field read with another size")
+            }
+        }
+        // skb_tcp_flags is the one field that allows narrow loads.
+        field::SKB_TCP_FLAGS..field::SKB_HWTSTAMP => Access::Allow,
+        _ if size == 4 => Access::Allow,
+        _ => Access::Deny("4-byte field read with another size"),
+    }
+}
+
 /// A context in a machine's memory, with the regions it owns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SockOpsCtx {
@@ -306,6 +340,8 @@ impl Machine {
             true,
         );
         regions.push(r);
+        let tag = if call.is_locked() { TAG_LOCKED } else { 0 };
+        self.run.ctx_rule = Some((r, context_rule, tag));
         SockOpsCtx {
             ctx: pointer(r, 0),
             regions,
@@ -332,6 +368,11 @@ impl Machine {
 
     /// Frees the context's regions.
     pub fn release_sock_ops_context(&mut self, ctx: SockOpsCtx) {
+        if let Some((r, ..)) = self.run.ctx_rule
+            && ctx.regions.contains(&r)
+        {
+            self.run.ctx_rule = None;
+        }
         for r in ctx.regions {
             self.memory.release(r);
         }
@@ -607,5 +648,97 @@ mod tests {
         let o = m.run_hook(&[], &call).unwrap();
         assert_eq!((o.reply, o.tcp_call_result), (9, 9));
         assert_eq!(o.sk_txhash, 0xabcd);
+    }
+
+    /// Runs `insns` on a context for `call`: r0 or the fault.
+    fn on_context(
+        call: &HookCall,
+        insns: &[crate::insn::Insn],
+    ) -> Result<u64, super::super::Fault> {
+        use crate::runtime::{Config, Module};
+        let mut m = Machine::new(Module::single("p", insns), Config::default()).unwrap();
+        let c = m.sock_ops_context(call);
+        let r = m.run("p", c.ctx);
+        m.release_sock_ops_context(c);
+        r
+    }
+
+    #[test]
+    fn verifier_context_rules_apply_at_run_time() {
+        use crate::insn::{AtomicOp, Insn, Reg, Size, Src, Width};
+        use crate::runtime::FaultKind;
+        let ld = |size, off| Insn::Load {
+            size,
+            dst: Reg::R0,
+            src: Reg::R1,
+            off,
+        };
+        let st = |size, off| Insn::Store {
+            size,
+            dst: Reg::R1,
+            off,
+            src: Src::Imm(0x77),
+        };
+        let mut call = full(op::PARSE_HDR_OPT_CB, true);
+        call.skb = Some(Skb {
+            window: vec![0; 4],
+            len: 40,
+            tcp_flags: 0x12,
+            hwtstamp: 0,
+        });
+        let reason = |r: Result<u64, crate::runtime::Fault>| match r {
+            Err(f) => match f.kind {
+                FaultKind::Context { reason, .. } => (f.slot, reason),
+                k => panic!("{k}"),
+            },
+            Ok(v) => panic!("ran to {v}"),
+        };
+        // Narrow loads only of skb_tcp_flags.
+        assert_eq!(
+            reason(on_context(&call, &[ld(Size::B, 0), Insn::EXIT])),
+            (0, "4-byte field read with another size")
+        );
+        assert_eq!(
+            on_context(&call, &[ld(Size::H, 212), Insn::EXIT]).unwrap(),
+            0x12
+        );
+        assert_eq!(
+            on_context(&call, &[ld(Size::B, 212), Insn::EXIT]).unwrap(),
+            0x12
+        );
+        // 8-byte fields are read whole.
+        assert_eq!(
+            reason(on_context(&call, &[ld(Size::W, 172), Insn::EXIT])),
+            (0, "8-byte field read with another size")
+        );
+        assert_eq!(
+            on_context(&call, &[ld(Size::DW, 176), Insn::EXIT]).unwrap(),
+            7
+        );
+        // Writes: reply and sk_txhash only, 4 bytes.
+        assert_eq!(
+            reason(on_context(&call, &[st(Size::W, 8), Insn::EXIT])),
+            (0, "only reply and sk_txhash are writable")
+        );
+        assert_eq!(
+            reason(on_context(&call, &[st(Size::H, 4), Insn::EXIT])),
+            (0, "only 4-byte writes")
+        );
+        let atomic = Insn::Atomic {
+            width: Width::W32,
+            op: AtomicOp::Add,
+            dst: Reg::R1,
+            src: Reg::R0,
+            off: 4,
+        };
+        assert_eq!(
+            reason(on_context(&call, &[atomic, Insn::EXIT])),
+            (0, "atomic operations on the context")
+        );
+        // sk_txhash: written on a locked socket, silently dropped (and read as 0) otherwise.
+        let txhash = [st(Size::W, 164), ld(Size::W, 164), Insn::EXIT];
+        assert_eq!(on_context(&call, &txhash).unwrap(), 0x77);
+        let unlocked = full(op::TSTAMP_ACK_CB, false);
+        assert_eq!(on_context(&unlocked, &txhash).unwrap(), 0);
     }
 }
