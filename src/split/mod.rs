@@ -137,6 +137,11 @@ fn program_len(m: &Module, entry: usize) -> usize {
         .sum()
 }
 
+/// Instructions after jump relaxation (a far conditional jump takes two).
+fn emitted_len(code: &[CInsn]) -> usize {
+    relax::encode(code).map_or(code.len(), |e| e.insns.len())
+}
+
 fn finding(kind: FindingKind, severity: Severity, message: String) -> Finding {
     Finding {
         severity,
@@ -359,7 +364,7 @@ pub fn split(obj: &Object) -> Result<SplitPlan, Error> {
                 };
                 let mut code = code.clone();
                 dedup::retarget(&mut code, &map);
-                insns_after += code.len();
+                insns_after += emitted_len(&code);
                 if code == orig[f] {
                     map.insert(f, FuncRef::Orig(f));
                     shared.push(m.funcs[f].name.clone());
@@ -387,7 +392,7 @@ pub fn split(obj: &Object) -> Result<SplitPlan, Error> {
             }
             let mut main = oc.funcs.get(&p.function).cloned().unwrap_or_default();
             dedup::retarget(&mut main, &map);
-            insns_after += main.len();
+            insns_after += emitted_len(&main);
             let pi = match tables.mains.get(&main) {
                 Some(&i) => i,
                 None => {
@@ -449,9 +454,11 @@ pub fn split(obj: &Object) -> Result<SplitPlan, Error> {
                     *t += shift;
                 }
             }
-            let gl = pre.len() + tail.len();
+            let body_len = emitted_len(&body);
             pre.extend(body);
             pre.extend(tail);
+            // Counted after relaxation: over a long body the guard's jump needs a gotol too.
+            let gl = emitted_len(&pre) - body_len;
             nf.code = pre;
             for &o in ops {
                 vt.slots.push((u32::from(o), *pi));
