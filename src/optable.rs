@@ -860,6 +860,34 @@ pub mod helper {
     pub const LOOP: i32 = 181;
     pub const USER_RINGBUF_DRAIN: i32 = 209;
 
+    /// Helpers without side effects a program could observe later (lookups, clocks, random
+    /// numbers, reads of the socket or the packet): a default path that only calls these does
+    /// nothing. `bpf_sk_storage_get` counts only without `BPF_SK_STORAGE_GET_F_CREATE`.
+    pub fn is_pure(id: i32, args: &[Option<u64>; 5]) -> bool {
+        match id {
+            SK_STORAGE_GET => args[3] == Some(0),
+            _ => matches!(
+                id,
+                MAP_LOOKUP_ELEM
+                    | 5 // ktime_get_ns
+                    | 7 // get_prandom_u32
+                    | 8 // get_smp_processor_id
+                    | 14 // get_current_pid_tgid
+                    | 15 // get_current_uid_gid
+                    | 16 // get_current_comm
+                    | 35 // get_current_task
+                    | GET_SOCKET_COOKIE
+                    | GETSOCKOPT
+                    | TCP_SOCK
+                    | GET_NETNS_COOKIE
+                    | LOAD_HDR_OPT
+                    | 125 // ktime_get_boot_ns
+                    | 160 // ktime_get_coarse_ns
+                    | 208 // ktime_get_tai_ns
+            ),
+        }
+    }
+
     /// Helpers whose pointer arguments are only read (keys, values, option buffers to set,
     /// records to output): the stack they point to keeps its contents across the call.
     pub fn reads_only_through_pointers(id: i32) -> bool {

@@ -340,7 +340,21 @@ fn op_facts(
     }
     fb.tail_call_findings();
     if let Some(i) = info {
-        fb.per_op(i, default_path, &returns, &read);
+        // A default path that does something still moves into the member (and changes with
+        // its gate and return); one that does nothing needs no member.
+        let effects = !written.is_empty()
+            || events.iter().any(|(e, s)| {
+                !s.inter(set).is_empty()
+                    && match e {
+                        Event::MemWrite { .. } | Event::TailCall { .. } => true,
+                        Event::Helper { id, args, .. } => !optable::helper::is_pure(*id, args),
+                        Event::Kfunc { name, .. } => {
+                            !matches!(name.as_str(), "bpf_cast_to_kern_ctx" | "bpf_rdonly_cast")
+                        }
+                        _ => false,
+                    }
+            });
+        fb.per_op(i, default_path && !effects, &returns, &read);
     }
     OpFacts {
         op: info.map(|i| i.op),
@@ -695,16 +709,18 @@ impl FindingBuilder<'_> {
         let _ = info;
     }
 
+    /// Findings of the op as a whole. `idle`: the op takes a default path that does nothing
+    /// (no member is needed for it).
     fn per_op(
         &mut self,
         info: &'static OpInfo,
-        default_path: bool,
+        idle: bool,
         returns: &BTreeSet<Value>,
         _read: &BTreeSet<String>,
     ) {
         use FindingKind as K;
         use Severity::*;
-        if default_path {
+        if idle {
             return;
         }
         let Some(member) = info.member else {
@@ -714,7 +730,7 @@ impl FindingBuilder<'_> {
                     K::ResidualOp,
                     None,
                     format!(
-                        "{} has its own behaviour but no bpf_tcp_ops member ({}): it stays in a residual sock_ops program",
+                        "{} does something but has no bpf_tcp_ops member ({}): it stays in a residual sock_ops program",
                         info.short_name(),
                         info.residual_reason.unwrap_or("no member")
                     ),

@@ -213,6 +213,11 @@ pub enum Event {
         /// The value stored for the ops recorded ([`THE_OP`] for the op itself).
         value: Option<u64>,
     },
+    /// A store or atomic operation on memory that is neither the stack nor the ctx (a map
+    /// value, global data, a ring buffer record).
+    MemWrite {
+        loc: Loc,
+    },
     /// A conditional jump on a value read from a value of map `map` at offset `off`.
     MapBranch {
         map: u32,
@@ -660,6 +665,10 @@ impl<'m> Interp<'m> {
                     } => st.frames[frame as usize].clobber(o.wrapping_add(i64::from(off)), bytes),
                     Val::Stack { frame, off: None } => st.frames[frame as usize].slots.clear(),
                     Val::Ctx(_) => {}
+                    _ => self.record(Event::MemWrite { loc }, st.ops),
+                }
+                match base {
+                    Val::Stack { .. } | Val::Ctx(_) => {}
                     _ => self.note_escape(&field_ptr(&base, i64::from(off)), &v, st.ops, loc),
                 }
                 if op == AtomicOp::CmpXchg {
@@ -875,6 +884,7 @@ impl<'m> Interp<'m> {
             }
             Val::Stack { frame, off: None } => st.frames[frame as usize].slots.clear(),
             _ => {
+                self.record(Event::MemWrite { loc }, st.ops);
                 if matches!(base, Val::Mem(Mem::MapValue(..) | Mem::Data)) {
                     self.note_escape(&field_ptr(base, off), &v, st.ops, loc);
                 } else if matches!(v, Val::Ctx(_)) {
