@@ -1,11 +1,13 @@
 //! Random programs over the whole ISA, with map handles, stack and map-value pointers in random
-//! registers and helpers called on whatever the registers hold: loading either succeeds or is an
-//! error, running either returns or faults. Nothing may panic.
+//! registers and helpers called on whatever the registers hold, on a raw context and on sock_ops
+//! contexts with the verifier's context rules: loading either succeeds or is an error, running
+//! either returns or faults. Nothing may panic.
 
 use opsplit::insn::{
     AluOp, AtomicOp, ByteOrder, Call, Insn, JmpCond, LdImm64, NarrowSize, Reg, Size, Src, SwapBits,
     Width,
 };
+use opsplit::runtime::sockops::{HookCall, Skb, SockCommon, SockExtra, Socket, TcpFields};
 use opsplit::runtime::{
     Config, Machine, MapInit, Module, ModuleFunction, ModuleMap, ModuleProgram, Target,
     assign_slots,
@@ -186,6 +188,40 @@ fn maps() -> Vec<ModuleMap> {
     ]
 }
 
+/// A hook call whose op, lock state, socket kind and packet come from `seed`.
+fn hook(seed: u64) -> HookCall {
+    let common = SockCommon {
+        family: if seed & 1 == 0 { 2 } else { 10 },
+        remote_port: seed as u16,
+        state: (seed >> 8) as u8,
+        ..SockCommon::default()
+    };
+    HookCall {
+        op: (seed >> 16) as u32 % 21,
+        args: [seed as u32, (seed >> 32) as u32, 0, 1],
+        socket: if seed & 2 == 0 {
+            Socket::Full {
+                common,
+                tcp: TcpFields {
+                    cb_flags: (seed >> 24) as u8,
+                    sk_txhash: (seed >> 40) as u32,
+                    ..TcpFields::default()
+                },
+                extra: SockExtra::default(),
+            }
+        } else {
+            Socket::Request { common }
+        },
+        locked: seed & 4 == 0,
+        skb: (seed & 8 == 0).then(|| Skb {
+            window: vec![0x45; (seed >> 48) as usize % 61],
+            len: (seed >> 48) as u32,
+            tcp_flags: 0x12,
+            hwtstamp: seed,
+        }),
+    }
+}
+
 proptest! {
     #[test]
     fn random_programs_never_panic(
@@ -224,7 +260,12 @@ proptest! {
             let ctx = m.alloc(opsplit::runtime::RegionKind::Ctx, vec![0; 64], true);
             let _ = m.run_program(0, [ctx, args[1], args[2], args[3], args[4]]);
             let _ = m.run_program(0, args);
-            prop_assert!(m.stats.runs == 2);
+            // Again on a sock_ops context, with the verifier's context rules on.
+            let call = hook(args[0]);
+            let c = m.sock_ops_context(&call);
+            let _ = m.run_program(0, [c.ctx, args[1], args[2], args[3], args[4]]);
+            m.release_sock_ops_context(c);
+            prop_assert!(m.stats.runs == 3);
         }
     }
 }
