@@ -14,7 +14,10 @@
 //!   instruction. Anything the runtime cannot run faithfully is a load error here, naming the
 //!   function, slot and map;
 //! * [`Machine::run`] executes a program; a [`Fault`] names program, function, slot and source
-//!   line.
+//!   line;
+//! * [`sockops`] builds the sock_ops context of one hook call (with the kernel's per-call field
+//!   guards and the verifier's access rules) and runs a cgroup's programs on it
+//!   ([`Machine::run_hook`]).
 //!
 //! ```
 //! use opsplit::insn::{Insn, Reg, Src, AluOp, Width};
