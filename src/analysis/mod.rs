@@ -2,7 +2,7 @@
 //!
 //! * [`Module`] is the analysis' view of an object: functions with decoded instructions, their
 //!   CFGs and what their relocated instructions refer to. Unit tests build one by hand.
-//! * [`cfg`] and [`callgraph`]: basic blocks per function, calls and callbacks across functions.
+//! * [`cfg`](mod@cfg) and [`callgraph`]: basic blocks per function, calls and callbacks across functions.
 //! * [`opval`]: the abstract values. The op is not a pattern but a value: every scalar derived
 //!   from it carries its concrete value for each of the 256 possible op bytes, and each abstract
 //!   state carries the set of ops that can be on that path. A conditional jump on an op-derived
