@@ -1274,3 +1274,61 @@ fn hostile_helper_arguments_are_errors_not_crashes() {
     let mut m = Machine::new(Module::single("p", &prog), Config::default()).unwrap();
     assert_eq!(m.run("p", 0).unwrap(), 4096);
 }
+
+#[test]
+fn call_traces_show_pointers_by_region_and_offset() {
+    use opsplit::runtime::CallArg;
+    // *(u32 *)(r10-4) = 1; *(u64 *)(r10-16) = 5; update(h, r10-4, r10-16, BPF_ANY); ktime; exit
+    let prog = vec![
+        mov(1, 1),
+        stx(Size::W, 10, -4, 1),
+        mov(1, 5),
+        stx(Size::DW, 10, -16, 1),
+        LD_MAP, // slot 4
+        x64(AluOp::Mov, 2, 10),
+        a64(AluOp::Add, 2, -4),
+        x64(AluOp::Mov, 3, 10),
+        a64(AluOp::Add, 3, -16),
+        mov(4, 0),
+        call_helper(2),
+        call_helper(5),
+        EXIT,
+    ];
+    let m = module(
+        vec![("p", prog, vec![(4, Target::Map(0))])],
+        vec![map_def("h", 1, 4, 8, 4, MapInit::Empty)],
+    );
+    let mut m = Machine::new(m, Config::default()).unwrap();
+    m.run("p", 0).unwrap();
+    assert!(m.records.is_empty(), "tracing is off by default");
+    m.trace_calls = true;
+    m.now_ns = 42;
+    assert_eq!(m.run("p", 0).unwrap(), 42);
+    let stack = |offset| CallArg::Pointer {
+        kind: RegionKind::Stack { frame: 0 },
+        offset,
+    };
+    assert_eq!(
+        m.records,
+        vec![
+            Record::Call {
+                name: "bpf_map_update_elem".into(),
+                args: vec![
+                    CallArg::Pointer {
+                        kind: RegionKind::MapObject { map: 0 },
+                        offset: 0
+                    },
+                    stack(508),
+                    stack(496),
+                    CallArg::Scalar(0),
+                ],
+                ret: 0,
+            },
+            Record::Call {
+                name: "bpf_ktime_get_ns".into(),
+                args: vec![],
+                ret: 42,
+            },
+        ]
+    );
+}

@@ -39,6 +39,8 @@ pub type HelperFn = fn(&mut Machine, [u64; 5]) -> Result<u64, HelperError>;
 #[derive(Clone)]
 pub struct Helper {
     pub name: String,
+    /// Number of arguments (`r1..`), for call traces.
+    pub args: u8,
     pub f: HelperFn,
 }
 
@@ -61,6 +63,21 @@ pub enum Record {
         cpu: u32,
         data: Vec<u8>,
     },
+    /// A helper or kfunc call, when [`Machine::trace_calls`] is on: its arguments and result.
+    /// Recorded before the records the call itself produces.
+    Call {
+        name: String,
+        args: Vec<CallArg>,
+        ret: u64,
+    },
+}
+
+/// A call argument in a trace: pointers as (region kind, offset), which two machines running
+/// different code on the same state can compare; raw pointer values could not be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallArg {
+    Scalar(u64),
+    Pointer { kind: RegionKind, offset: i64 },
 }
 
 /// Helpers by id and kfuncs by name.
@@ -96,45 +113,50 @@ impl HelperTable {
     /// (`bpf_tail_call` is built into the interpreter.)
     pub fn generic() -> HelperTable {
         let mut t = HelperTable::empty();
-        let entries: [(&str, HelperFn); 15] = [
-            ("bpf_map_lookup_elem", map_lookup_elem),
-            ("bpf_map_update_elem", map_update_elem),
-            ("bpf_map_delete_elem", map_delete_elem),
-            ("bpf_ktime_get_ns", ktime_get_ns),
-            ("bpf_ktime_get_boot_ns", ktime_get_ns),
-            ("bpf_get_prandom_u32", get_prandom_u32),
-            ("bpf_get_smp_processor_id", get_smp_processor_id),
-            ("bpf_jiffies64", jiffies64),
-            ("bpf_trace_printk", trace_printk),
-            ("bpf_ringbuf_output", ringbuf_output),
-            ("bpf_ringbuf_reserve", ringbuf_reserve),
-            ("bpf_ringbuf_submit", ringbuf_submit),
-            ("bpf_ringbuf_discard", ringbuf_discard),
-            ("bpf_perf_event_output", perf_event_output),
-            ("bpf_loop", bpf_loop),
+        let entries: [(&str, u8, HelperFn); 15] = [
+            ("bpf_map_lookup_elem", 2, map_lookup_elem),
+            ("bpf_map_update_elem", 4, map_update_elem),
+            ("bpf_map_delete_elem", 2, map_delete_elem),
+            ("bpf_ktime_get_ns", 0, ktime_get_ns),
+            ("bpf_ktime_get_boot_ns", 0, ktime_get_ns),
+            ("bpf_get_prandom_u32", 0, get_prandom_u32),
+            ("bpf_get_smp_processor_id", 0, get_smp_processor_id),
+            ("bpf_jiffies64", 0, jiffies64),
+            // Up to three values follow the format; unused ones are not compared.
+            ("bpf_trace_printk", 2, trace_printk),
+            ("bpf_ringbuf_output", 4, ringbuf_output),
+            ("bpf_ringbuf_reserve", 3, ringbuf_reserve),
+            ("bpf_ringbuf_submit", 2, ringbuf_submit),
+            ("bpf_ringbuf_discard", 2, ringbuf_discard),
+            ("bpf_perf_event_output", 5, perf_event_output),
+            ("bpf_loop", 4, bpf_loop),
         ];
-        for (name, f) in entries {
+        for (name, args, f) in entries {
             let id = helper_id(name).expect("helper names come from the UAPI table");
-            t.insert_helper(id, name, f);
+            t.insert_helper(id, name, args, f);
         }
         t
     }
 
-    pub fn insert_helper(&mut self, id: i32, name: &str, f: HelperFn) {
+    /// Adds helper `id` taking `args` arguments.
+    pub fn insert_helper(&mut self, id: i32, name: &str, args: u8, f: HelperFn) {
         self.helpers.insert(
             id,
             Helper {
                 name: name.to_string(),
+                args,
                 f,
             },
         );
     }
 
-    pub fn insert_kfunc(&mut self, name: &str, f: HelperFn) {
+    /// Adds kfunc `name` taking `args` arguments.
+    pub fn insert_kfunc(&mut self, name: &str, args: u8, f: HelperFn) {
         self.kfuncs.insert(
             name.to_string(),
             Helper {
                 name: name.to_string(),
+                args,
                 f,
             },
         );
@@ -616,4 +638,32 @@ impl Machine {
             _ => Err(MapError::Invalid),
         }
     }
+}
+
+/// Calls a helper, recording the call when [`Machine::trace_calls`] is on.
+pub(crate) fn call_helper(m: &mut Machine, h: &Helper, args: [u64; 5]) -> Result<u64, HelperError> {
+    if !m.trace_calls {
+        return (h.f)(m, args);
+    }
+    let traced = args[..usize::from(h.args.min(5))]
+        .iter()
+        .map(|&v| match m.memory.kind_of(v) {
+            Some(kind) => CallArg::Pointer {
+                kind,
+                offset: split_pointer(v).1,
+            },
+            None => CallArg::Scalar(v),
+        })
+        .collect();
+    let at = m.records.len();
+    m.records.push(Record::Call {
+        name: h.name.clone(),
+        args: traced,
+        ret: 0,
+    });
+    let r = (h.f)(m, args);
+    if let (Ok(v), Some(Record::Call { ret, .. })) = (&r, m.records.get_mut(at)) {
+        *ret = *v;
+    }
+    r
 }

@@ -267,6 +267,7 @@ pub(crate) fn build(module: Module, config: Config, table: &HelperTable) -> Resu
         records: Vec::new(),
         stats: Stats::default(),
         packet: None,
+        trace_calls: false,
         run: RunState {
             frames: Vec::with_capacity(MAX_CALL_FRAMES),
             stack_regions,
@@ -1383,8 +1384,12 @@ fn exec<const COVER: bool, const CHECK: bool>(
             Code::CallHelper => {
                 m.run.budget_left = left;
                 m.run.cur_pc = cur;
-                let f = image.helpers[op.target as usize].f;
-                let r = f(m, [regs[1], regs[2], regs[3], regs[4], regs[5]]);
+                let h = &image.helpers[op.target as usize];
+                let r = super::helpers::call_helper(
+                    m,
+                    h,
+                    [regs[1], regs[2], regs[3], regs[4], regs[5]],
+                );
                 left = m.run.budget_left;
                 match r {
                     Ok(v) => regs[0] = v,

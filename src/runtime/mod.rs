@@ -43,7 +43,7 @@ pub mod sockops;
 use std::fmt;
 use std::sync::Arc;
 
-pub use helpers::{Helper, HelperFn, HelperTable, Record};
+pub use helpers::{CallArg, Helper, HelperError, HelperFn, HelperTable, Record};
 pub use maps::{MapError, MapState};
 pub use memory::{
     Access, AccessFault, AccessRule, Memory, Region, RegionId, RegionKind, pointer, split_pointer,
@@ -330,6 +330,8 @@ pub struct Machine {
     pub stats: Stats,
     /// Start of the packet window (`LD_ABS`/`LD_IND` read from it), set by the context model.
     pub packet: Option<u64>,
+    /// Record every helper and kfunc call in [`Machine::records`] ([`Record::Call`]).
+    pub trace_calls: bool,
     pub(crate) run: interp::RunState,
 }
 
