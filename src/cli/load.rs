@@ -135,6 +135,9 @@ fn report_rejection(r: &Rejection, out: &mut dyn Write) {
         if let Some(s) = &r.source {
             let _ = writeln!(out, "  source: {s}");
         }
+        if let Some(o) = &r.ops {
+            let _ = writeln!(out, "  ops: {o}");
+        }
     }
     let _ = writeln!(out, "  error: {}", r.message);
     let _ = writeln!(out, "--- libbpf/verifier log (tail) ---\n{}", r.log_tail);

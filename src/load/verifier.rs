@@ -16,6 +16,8 @@ pub struct Rejection {
     pub insn: Option<usize>,
     /// `file:line: text` of that instruction.
     pub source: Option<String>,
+    /// The ops that run that instruction, from the op analysis (`RTT_CB, STATE_CB`).
+    pub ops: Option<String>,
     /// The last lines of the libbpf/verifier log.
     pub log_tail: String,
 }
@@ -40,12 +42,17 @@ impl Rejection {
             }
             _ => None,
         };
+        let ops = match (&program, insn) {
+            (Some(p), Some(i)) => ops_at(bytes, p, i),
+            _ => None,
+        };
         Rejection {
             object: object.to_string(),
             program,
             message,
             insn,
             source,
+            ops,
             log_tail: super::tail(log, TAIL_LINES),
         }
     }
@@ -62,6 +69,9 @@ impl std::fmt::Display for Rejection {
         }
         if let Some(s) = &self.source {
             write!(f, " ({s})")?;
+        }
+        if let Some(o) = &self.ops {
+            write!(f, " [ops: {o}]")?;
         }
         write!(f, ": {}", self.message)?;
         if !self.log_tail.is_empty() {
@@ -81,6 +91,9 @@ impl From<Rejection> for Error {
             }
             if let Some(s) = &r.source {
                 message.push_str(&format!(" ({s})"));
+            }
+            if let Some(o) = &r.ops {
+                message.push_str(&format!(" [ops: {o}]"));
             }
             message.push_str(": ");
         }
@@ -145,6 +158,39 @@ fn source_from_object(bytes: &[u8], prog: &str, insn: usize) -> Option<String> {
         .take_while(|l| l.slot <= insn)
         .last()?;
     Some(format!("{}:{}: {}", line.file, line.line, line.text.trim()))
+}
+
+/// The ops whose path runs instruction `insn` of program `prog`'s own function, from the op
+/// analysis; `None` when the program cannot be analysed or the index is outside the function.
+fn ops_at(bytes: &[u8], prog: &str, insn: usize) -> Option<String> {
+    use crate::analysis::Module;
+    use crate::analysis::facts::{Env, analyze_program, other_ops};
+    let obj = crate::obj::Object::parse(bytes).ok()?;
+    let p = obj
+        .programs
+        .iter()
+        .find(|p| obj.functions[p.function].name == prog)?;
+    let module = Module::from_object(&obj).ok()?;
+    let env = Env::from_object(&obj);
+    let facts = analyze_program(&module, p.function, &env).ok()?;
+    let idx = module
+        .funcs
+        .get(p.function)?
+        .insns
+        .iter()
+        .position(|si| si.slot == insn)?;
+    let set = *facts.reach.get(p.function)?.get(idx)?;
+    let mut names: Vec<String> = (0..crate::optable::OP_COUNT)
+        .filter(|&o| set.contains(o))
+        .map(|o| crate::optable::OPS[o as usize].short_name().to_string())
+        .collect();
+    if !set.inter(other_ops()).is_empty() {
+        names.push("other ops (21..=255)".into());
+    }
+    if names.is_empty() {
+        names.push("none (unreachable for every op)".into());
+    }
+    Some(names.join(", "))
 }
 
 /// The verifier echoes BTF line info as `; text @ file:line` before the instructions of that line.
