@@ -1332,3 +1332,53 @@ fn call_traces_show_pointers_by_region_and_offset() {
         ]
     );
 }
+
+#[test]
+fn map_in_map_lookup_yields_the_inner_map() {
+    // key = r6; inner = lookup(outer, &key); if !inner return 99; v = lookup(inner, &zero);
+    // return v ? *v : 98
+    let prog = |key: i32| {
+        vec![
+            mov(1, key),
+            stx(Size::W, 10, -4, 1),
+            mov(1, 0),
+            stx(Size::W, 10, -8, 1),
+            LD_MAP, // slot 4: outer
+            x64(AluOp::Mov, 2, 10),
+            a64(AluOp::Add, 2, -4),
+            call_helper(1),
+            mov(6, 99),
+            jmp(Width::W64, JmpCond::Eq, 0, Src::Imm(0), 8),
+            x64(AluOp::Mov, 1, 0),
+            x64(AluOp::Mov, 2, 10),
+            a64(AluOp::Add, 2, -8),
+            call_helper(1),
+            mov(6, 98),
+            jmp(Width::W64, JmpCond::Eq, 0, Src::Imm(0), 2),
+            ldx(Size::DW, 6, 0, 0),
+            Insn::Ja { off: 0 },
+            x64(AluOp::Mov, 0, 6),
+            EXIT,
+        ]
+    };
+    for (outer_type, key, want) in [(12, 0, 1234), (12, 1, 99), (13, 0, 1234), (13, 5, 99)] {
+        let m = module(
+            vec![("p", prog(key), vec![(4, Target::Map(0))])],
+            vec![
+                map_def("outer", outer_type, 4, 4, 2, MapInit::Maps(vec![(0, 1)])),
+                map_def("inner", 2, 4, 8, 1, MapInit::Empty),
+            ],
+        );
+        let mut m = Machine::new(m, Config::default()).unwrap();
+        let inner = m.map_index("inner").unwrap();
+        m.maps[inner]
+            .update(
+                &mut m.memory,
+                &0u32.to_le_bytes(),
+                &1234u64.to_le_bytes(),
+                0,
+            )
+            .unwrap();
+        assert_eq!(m.run("p", 0).unwrap(), want, "type {outer_type}, key {key}");
+    }
+}
