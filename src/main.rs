@@ -58,6 +58,32 @@ enum Command {
         #[arg(long)]
         no_verify: bool,
     },
+    /// Load an object into the kernel (verifier result and verified_insns per program) and
+    /// attach its sock_ops programs to a cgroup v2: in the foreground with process-owned
+    /// bpf_links (released on exit), or pinned under --pin DIR. See docs/LOADING.md.
+    Load {
+        file: PathBuf,
+        /// cgroup v2 directory to attach to (required unless --dry-run).
+        #[arg(long, required_unless_present = "dry_run")]
+        cgroup: Option<PathBuf>,
+        /// Pin programs, maps and links under DIR (bpffs, new or empty) and return.
+        #[arg(long, value_name = "DIR")]
+        pin: Option<PathBuf>,
+        /// Swap this attached program (id) for the object's single sock_ops program atomically.
+        #[arg(long, value_name = "PROG_ID", conflicts_with = "replace_pinned")]
+        replace: Option<u32>,
+        /// Like --replace, naming a pinned program or pinned cgroup link.
+        #[arg(long, value_name = "PATH")]
+        replace_pinned: Option<PathBuf>,
+        /// Load and verify, then release everything (CI mode).
+        #[arg(long, conflicts_with_all = ["pin", "replace", "replace_pinned"])]
+        dry_run: bool,
+        /// Foreground runs stop after SECS seconds (as if SIGTERM arrived).
+        #[arg(long, value_name = "SECS", conflicts_with_all = ["pin", "replace", "replace_pinned", "dry_run"])]
+        duration: Option<f64>,
+    },
+    /// Detach and remove everything `opsplit load --pin DIR` created in DIR (and nothing else).
+    Unload { dir: PathBuf },
 }
 
 fn parse_op(s: &str) -> Result<u8, String> {
@@ -99,6 +125,38 @@ fn main() -> ExitCode {
                 no_verify,
             },
         ),
+        Command::Load {
+            file,
+            cgroup,
+            pin,
+            replace,
+            replace_pinned,
+            dry_run,
+            duration,
+        } => {
+            let duration = match duration {
+                Some(s) if !(s.is_finite() && s >= 0.0) => {
+                    eprintln!("opsplit: --duration must be a non-negative number of seconds");
+                    return ExitCode::from(Exit::Usage as u8);
+                }
+                d => d.map(std::time::Duration::from_secs_f64),
+            };
+            let replace = replace
+                .map(cli::load::Replace::ProgId)
+                .or(replace_pinned.map(cli::load::Replace::Pinned));
+            cli::load::run(
+                &cli::load::LoadOptions {
+                    file,
+                    cgroup,
+                    pin,
+                    replace,
+                    dry_run,
+                    duration,
+                },
+                &mut std::io::stdout(),
+            )
+        }
+        Command::Unload { dir } => cli::load::unload(&dir, &mut std::io::stdout()),
     };
     ExitCode::from(exit as u8)
 }

@@ -6,6 +6,7 @@
 pub mod convert;
 pub mod dump;
 pub mod inspect;
+pub mod load;
 
 use std::path::{Path, PathBuf};
 
