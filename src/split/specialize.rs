@@ -648,3 +648,143 @@ fn folded(insn: &Insn, _before: &St, after: &St) -> Option<Insn> {
         src: Src::Imm(imm),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::insn::{JmpCond, SlotInsn};
+
+    fn asm(v: Vec<Insn>) -> Vec<SlotInsn> {
+        let mut slot = 0;
+        v.into_iter()
+            .map(|insn| {
+                let si = SlotInsn { slot, insn };
+                slot += insn.slots();
+                si
+            })
+            .collect()
+    }
+
+    fn alu(op: AluOp, width: Width, dst: u8, src: Src) -> Insn {
+        Insn::Alu {
+            width,
+            op,
+            dst: Reg::new(dst).unwrap(),
+            src,
+        }
+    }
+
+    fn run_for(insns: Vec<Insn>, op: u8, load_time: &[usize]) -> Vec<String> {
+        let mut func = Func::new("f", asm(insns)).unwrap();
+        func.load_time_imm = load_time.iter().copied().collect();
+        let orig: Vec<CInsn> = func
+            .insns
+            .iter()
+            .map(|si| CInsn {
+                insn: si.insn,
+                target: None,
+                reloc: None,
+                origin: Some((0, si.slot)),
+            })
+            .collect();
+        let reads = BTreeSet::from([0]);
+        let out = run(&Input {
+            func: &func,
+            fid: 0,
+            op: Some(op),
+            reach: None,
+            op_reads: &reads,
+            entry: St::entry(&[V::Opaque, V::Unknown, V::Unknown, V::Unknown, V::Unknown]),
+            orig: &orig,
+            summaries: &BTreeMap::new(),
+        });
+        let mut code = out.code;
+        super::super::dce::run(&mut code);
+        code.iter().map(|c| c.insn.to_string()).collect()
+    }
+
+    fn op_read() -> Insn {
+        Insn::Load {
+            size: Size::W,
+            dst: Reg::R2,
+            src: Reg::R1,
+            off: 0,
+        }
+    }
+
+    fn spill_fill_test(cmp_src: Insn) -> Vec<Insn> {
+        vec![
+            op_read(),
+            Insn::Store {
+                size: Size::W,
+                dst: Reg::R10,
+                off: -4,
+                src: Src::Reg(Reg::R2),
+            },
+            Insn::Load {
+                size: Size::W,
+                dst: Reg::R3,
+                src: Reg::R10,
+                off: -4,
+            },
+            cmp_src,
+            Insn::Jmp {
+                width: Width::W32,
+                cond: JmpCond::Eq,
+                dst: Reg::R3,
+                src: Src::Reg(Reg::R4),
+                off: 2,
+            },
+            alu(AluOp::Mov, Width::W64, 0, Src::Imm(0)),
+            Insn::EXIT,
+            alu(AluOp::Mov, Width::W64, 0, Src::Imm(1)),
+            Insn::EXIT,
+        ]
+    }
+
+    #[test]
+    fn spilled_op_is_folded_and_its_stack_traffic_removed() {
+        let prog = spill_fill_test(alu(AluOp::Mov, Width::W64, 4, Src::Imm(4)));
+        assert_eq!(run_for(prog.clone(), 4, &[]), ["r0 = 0x1", "exit"]);
+        assert_eq!(run_for(prog, 5, &[]), ["r0 = 0x0", "exit"]);
+    }
+
+    #[test]
+    fn load_time_constants_are_not_folded() {
+        // `r4 = 4` carries a CO-RE (load-time) immediate: the compare must stay.
+        let prog = spill_fill_test(alu(AluOp::Mov, Width::W64, 4, Src::Imm(4)));
+        let code = run_for(prog, 4, &[3]);
+        assert!(
+            code.iter().any(|s| s.starts_with("if w3 == w4")),
+            "{code:?}"
+        );
+        assert!(code.contains(&"r4 = 0x4".to_string()), "{code:?}");
+        // The op itself is still a constant: no ctx read is left.
+        assert!(!code.iter().any(|s| s.contains("r1 + 0x0")), "{code:?}");
+    }
+
+    #[test]
+    fn a_stack_slot_whose_address_escapes_keeps_its_store() {
+        let prog = vec![
+            op_read(),
+            Insn::Store {
+                size: Size::W,
+                dst: Reg::R10,
+                off: -4,
+                src: Src::Reg(Reg::R2),
+            },
+            alu(AluOp::Mov, Width::W64, 2, Src::Reg(Reg::R10)),
+            alu(AluOp::Add, Width::W64, 2, Src::Imm(-4)),
+            Insn::Call(Call::Helper(99)),
+            alu(AluOp::Mov, Width::W64, 0, Src::Imm(1)),
+            Insn::EXIT,
+        ];
+        let code = run_for(prog, 4, &[]);
+        assert_eq!(code[0], "w2 = 0x4", "{code:?}");
+        assert!(
+            code.iter()
+                .any(|s| s.starts_with("*(u32 *)(r10 - 0x4) = r2")),
+            "{code:?}"
+        );
+    }
+}
