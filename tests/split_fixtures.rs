@@ -387,3 +387,117 @@ fn vtables_filled(bytes: &[u8], name: &str, rep: &Report) {
         }
     }
 }
+
+/// Functions reachable from `f` through calls and callback references.
+fn reachable(obj: &Object, f: usize) -> BTreeSet<usize> {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![f];
+    while let Some(g) = todo.pop() {
+        if !seen.insert(g) {
+            continue;
+        }
+        for r in &obj.functions[g].relocations {
+            if let RelocKind::Call { target } | RelocKind::FuncAddr { target } = r.kind {
+                todo.push(target);
+            }
+        }
+    }
+    seen
+}
+
+fn maps_used(obj: &Object, f: usize) -> BTreeSet<String> {
+    reachable(obj, f)
+        .into_iter()
+        .flat_map(|g| obj.functions[g].relocations.iter())
+        .filter_map(|r| match &r.kind {
+            RelocKind::Map { map } => Some(map.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The kernel lets a program tail-call only into programs with the same cgroup storage: the
+/// dispatcher references every map its per-op programs reference.
+#[test]
+fn dispatcher_references_every_map_of_its_targets() {
+    for p in inputs() {
+        let name = common::fixture_name(&p);
+        let (_, rep, out) = convert(&p);
+        for pr in rep.programs.iter().filter(|p| p.status == "split") {
+            let d = out
+                .functions
+                .iter()
+                .position(|f| f.name == pr.name)
+                .unwrap();
+            let dm = maps_used(&out, d);
+            for o in &pr.ops {
+                let f = out
+                    .functions
+                    .iter()
+                    .position(|f| f.name == o.program)
+                    .unwrap();
+                let missing: Vec<String> = maps_used(&out, f).difference(&dm).cloned().collect();
+                assert!(
+                    missing.is_empty(),
+                    "{name}: {} uses {missing:?}, {} does not",
+                    o.program,
+                    pr.name
+                );
+            }
+        }
+    }
+}
+
+/// Line info follows the instructions: every function of the output that has source lines has
+/// one at its first instruction (the kernel requires it), and every per-op program's lines come
+/// from the original program's source.
+#[test]
+fn line_info_follows_the_instructions() {
+    let mut checked = 0;
+    for p in inputs() {
+        let name = common::fixture_name(&p);
+        let input = Object::parse(&std::fs::read(&p).unwrap()).unwrap();
+        let (_, rep, out) = convert(&p);
+        if out.btf_ext.is_none() {
+            continue;
+        }
+        for (fid, f) in out.functions.iter().enumerate() {
+            let lines = out.function_lines(fid);
+            if let Some(first) = lines.first() {
+                assert_eq!(first.slot, 0, "{name}: {} has no line at its start", f.name);
+            }
+        }
+        for pr in rep.programs.iter().filter(|p| p.status == "split") {
+            let orig = input
+                .functions
+                .iter()
+                .position(|f| f.name == pr.name)
+                .unwrap();
+            let src: BTreeSet<(u32, String)> = reachable(&input, orig)
+                .into_iter()
+                .flat_map(|g| input.function_lines(g))
+                .map(|l| (l.line, l.text))
+                .collect();
+            for o in &pr.ops {
+                let f = out
+                    .functions
+                    .iter()
+                    .position(|f| f.name == o.program)
+                    .unwrap();
+                let lines = out.function_lines(f);
+                assert!(lines.len() > 1, "{name}: {} lost its line info", o.program);
+                for l in lines {
+                    assert!(
+                        src.contains(&(l.line, l.text.clone())),
+                        "{name}: {} line {} `{}`",
+                        o.program,
+                        l.line,
+                        l.text
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 50);
+}
