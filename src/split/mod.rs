@@ -137,6 +137,15 @@ fn program_len(m: &Module, entry: usize) -> usize {
         .sum()
 }
 
+/// The kernel that offers a kfunc to sock_ops programs: kfunc calls exist since 5.13; the sock_ops
+/// timestamping kfunc came with the TSTAMP ops in 6.15.
+fn kfunc_kernel(name: &str) -> (u32, u32) {
+    match name {
+        "bpf_sock_ops_enable_tx_tstamp" => (6, 15),
+        _ => (5, 13),
+    }
+}
+
 /// Instructions after jump relaxation (a far conditional jump takes two).
 fn emitted_len(code: &[CInsn]) -> usize {
     relax::encode(code).map_or(code.len(), |e| e.insns.len())
@@ -524,10 +533,20 @@ pub fn split(obj: &Object) -> Result<SplitPlan, Error> {
                 reason: format!("`{}` needs gotol (ISA v4)", nf.name),
             });
         }
-        if nf.code.iter().any(|c| matches!(c.insn, Insn::Call(Call::Kfunc { .. })) || matches!(&c.reloc, Some(Reloc::Symbol(s)) if obj.externs.iter().any(|x| x.symbol == *s && x.kind == crate::obj::ExternKind::Kfunc))) {
+        for c in &nf.code {
+            let Some(Reloc::Symbol(sym)) = &c.reloc else {
+                continue;
+            };
+            let Some(x) = obj
+                .externs
+                .iter()
+                .find(|x| x.symbol == *sym && x.kind == crate::obj::ExternKind::Kfunc)
+            else {
+                continue;
+            };
             needs.insert(KernelNeed {
-                version: (5, 13),
-                reason: format!("`{}` calls kfuncs", nf.name),
+                version: kfunc_kernel(&x.name),
+                reason: format!("`{}` calls kfunc {}", nf.name, x.name),
             });
         }
     }
