@@ -501,3 +501,66 @@ fn line_info_follows_the_instructions() {
     }
     assert!(checked > 50);
 }
+
+/// Every function the split creates has a BTF FUNC with its full name, and its func_info record
+/// names that FUNC (what bpftool shows when the kernel cut the name at 15 characters).
+#[test]
+fn new_functions_have_btf_funcs_with_full_names() {
+    use opsplit::btf::Kind;
+    let mut checked = 0;
+    for p in inputs() {
+        let name = common::fixture_name(&p);
+        let input = Object::parse(&std::fs::read(&p).unwrap()).unwrap();
+        let (_, _, out) = convert(&p);
+        let (Some(btf), Some(ext)) = (&out.btf, &out.btf_ext) else {
+            continue;
+        };
+        for f in &out.functions {
+            if input.function_by_name(&f.name).is_some() {
+                continue;
+            }
+            let id = btf
+                .find_by_name(&f.name, Kind::Func)
+                .unwrap_or_else(|| panic!("{name}: no BTF FUNC `{}`", f.name));
+            let sec = &out.sections[f.section].name;
+            let rec = ext
+                .func_info
+                .sections
+                .iter()
+                .filter(|s| btf.strings.get(s.sec_name_off) == Some(sec.as_str()))
+                .flat_map(|s| s.records.iter())
+                .find(|r| r.insn_slot() as usize == f.first_slot())
+                .unwrap_or_else(|| panic!("{name}: no func_info for `{}`", f.name));
+            assert_eq!(rec.type_id, id, "{name}: func_info of `{}`", f.name);
+            checked += 1;
+        }
+    }
+    assert!(checked > 50, "{checked}");
+}
+
+/// Maps and global data keep their names, definitions (pinning included) and initial contents.
+#[test]
+fn maps_and_global_data_are_kept() {
+    for p in inputs() {
+        let name = common::fixture_name(&p);
+        let input = split::normalize(&std::fs::read(&p).unwrap()).unwrap();
+        let (_, _, out) = convert(&p);
+        for m in &input.maps {
+            let o = out
+                .map_by_name(&m.name)
+                .unwrap_or_else(|| panic!("{name}: map `{}` is gone", m.name));
+            assert_eq!(o.def, m.def, "{name}: {}", m.name);
+            assert_eq!(o.size, m.size, "{name}: {}", m.name);
+            assert_eq!(o.values, m.values, "{name}: {}", m.name);
+            if let (Some(a), Some(b)) = (m.section, o.section)
+                && m.kind == opsplit::obj::MapKind::GlobalData
+            {
+                assert_eq!(
+                    input.sections[a].data, out.sections[b].data,
+                    "{name}: contents of {}",
+                    m.name
+                );
+            }
+        }
+    }
+}
