@@ -3,8 +3,9 @@
 //! and the verifier's `verified_insns`. Prints a table; asserts nothing about time.
 //!
 //! `cargo bench --bench kernel_numbers` (root; runs the workload REPEAT times per fixture and
-//! reports the median). The split form's columns are filled once the split pass exists
-//! (`split_form` in tests/kernel_diff.rs).
+//! object and reports the median). The split form is `opsplit::split::convert`'s output: its
+//! time is the dispatcher's, which includes the tail-called per-op program (tail-called programs
+//! keep no statistics of their own); its `verified_insns` are those of the per-op programs.
 
 #[path = "../tests/kernel_harness/mod.rs"]
 mod kernel_harness;
@@ -33,7 +34,7 @@ fn main() {
         .collect();
     fixtures.sort();
     println!(
-        "| fixture | attached progs | callbacks | avg ns/callback (original) | verified_insns original (sum / max) | split: avg ns | split: verified_insns per op (sum / max) |"
+        "| fixture | attached progs | invocations | original: avg ns/invocation | original: verified_insns (sum / max) | split: avg ns/invocation (dispatcher + per-op) | split: per-op verified_insns (sum / max) |"
     );
     println!("|---|---|---|---|---|---|---|");
     for path in fixtures {
@@ -42,40 +43,94 @@ fn main() {
         let bytes = opsplit::load::convert_if_legacy(&bytes)
             .expect("fixture parses")
             .into_owned();
-        let mut avgs = Vec::new();
-        let mut callbacks = 0;
-        let mut attached = 0;
-        let mut verified = Vec::new();
-        for _ in 0..REPEAT {
-            let side = match kernel_harness::diff::run_side(
-                &bytes,
-                &format!("{name}.o"),
-                "bench",
-                Duration::from_secs(10),
-            ) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("{name}: {e}");
-                    break;
-                }
-            };
-            // Every attached program runs once per sock_ops invocation; the first one's run
-            // count is the number of callbacks.
-            callbacks = side.stats.first().map_or(0, |(_, s)| s.run_cnt);
-            attached = side.stats.len();
-            let ns: u64 = side.stats.iter().map(|(_, s)| s.run_time_ns).sum();
-            if callbacks > 0 {
-                avgs.push(ns as f64 / callbacks as f64);
+        let orig = measure(&name, &bytes);
+        let split = opsplit::split::convert(&bytes);
+        let (split_ns, split_vi) = match &split {
+            Ok((out, report)) => {
+                let per_op: std::collections::BTreeSet<&str> = report
+                    .programs
+                    .iter()
+                    .flat_map(|p| p.ops.iter().map(|o| o.program.as_str()))
+                    .collect();
+                let m = measure(&name, out);
+                let vi: Vec<u32> = m
+                    .verified
+                    .iter()
+                    .filter(|(n, _)| per_op.contains(n.as_str()))
+                    .map(|(_, v)| *v)
+                    .collect();
+                (
+                    m.median_ns,
+                    if vi.is_empty() {
+                        "no per-op program".to_string()
+                    } else {
+                        format!(
+                            "{} / {} ({} progs)",
+                            vi.iter().sum::<u32>(),
+                            vi.iter().max().unwrap(),
+                            vi.len()
+                        )
+                    },
+                )
             }
-            verified = side.verified.iter().map(|(_, v)| *v).collect();
-        }
-        avgs.sort_by(|a, b| a.total_cmp(b));
-        let median = avgs.get(avgs.len() / 2).copied();
+            Err(e) => (None, format!("split failed: {e}")),
+        };
+        let ov: Vec<u32> = orig.verified.iter().map(|(_, v)| *v).collect();
         println!(
-            "| {name} | {attached} | {callbacks} | {} | {} / {} | — | — |",
-            median.map_or("-".into(), |m| format!("{m:.0}")),
-            verified.iter().sum::<u32>(),
-            verified.iter().max().copied().unwrap_or(0),
+            "| {name} | {} | {} | {} | {} / {} | {} | {split_vi} |",
+            orig.attached,
+            orig.callbacks,
+            fmt_ns(orig.median_ns),
+            ov.iter().sum::<u32>(),
+            ov.iter().max().copied().unwrap_or(0),
+            fmt_ns(split_ns),
         );
     }
+}
+
+fn fmt_ns(v: Option<f64>) -> String {
+    v.map_or("-".into(), |m| format!("{m:.0}"))
+}
+
+struct Measured {
+    attached: usize,
+    callbacks: u64,
+    median_ns: Option<f64>,
+    verified: Vec<(String, u32)>,
+}
+
+/// Runs the workload REPEAT times under `bytes`; the median of the average ns per invocation.
+fn measure(name: &str, bytes: &[u8]) -> Measured {
+    let mut avgs = Vec::new();
+    let mut m = Measured {
+        attached: 0,
+        callbacks: 0,
+        median_ns: None,
+        verified: Vec::new(),
+    };
+    for _ in 0..REPEAT {
+        let side = match kernel_harness::diff::run_side(
+            bytes,
+            &format!("{name}.o"),
+            "bench",
+            Duration::from_secs(10),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                break;
+            }
+        };
+        // Every attached program runs once per sock_ops invocation.
+        m.callbacks = side.stats.iter().map(|(_, s)| s.run_cnt).max().unwrap_or(0);
+        m.attached = side.stats.len();
+        let ns: u64 = side.stats.iter().map(|(_, s)| s.run_time_ns).sum();
+        if m.callbacks > 0 {
+            avgs.push(ns as f64 / m.callbacks as f64);
+        }
+        m.verified = side.verified;
+    }
+    avgs.sort_by(|a, b| a.total_cmp(b));
+    m.median_ns = avgs.get(avgs.len() / 2).copied();
+    m
 }

@@ -2,9 +2,10 @@
 //! cgroup and under object B in another; all maps are dumped and compared after the reviewed
 //! normalisation (tests/kernel_norm/normalisation.txt).
 //!
-//! Today B is the original again (the split pass does not exist yet): this is the
-//! original-vs-original run that the normalisation is derived from. When the split pass lands,
-//! `split_form` returns its output and the same comparison proves the split on real TCP.
+//! B is the original again in `original_vs_original_differs_only_where_normalised` (the run the
+//! normalisation is derived from), opsplit's split form in `split_form_behaves_like_the_original`
+//! (which proves the split on real TCP), and the v1/v4/O1 builds of the same source in
+//! `every_variant_build_behaves_like_its_main_build`.
 //!
 //! BASE_RTT (only the `nv` congestion control calls it, not loaded here) and TSTAMP_SND_HW (no
 //! hardware timestamps on loopback) cannot fire in this kernel: they are covered by the runtime
@@ -46,15 +47,27 @@ fn stem(p: &std::path::Path) -> String {
     p.file_stem().unwrap().to_string_lossy().into_owned()
 }
 
-/// The object under test against the original. The split pass (issue 5) will supply this; until
-/// then it is the original itself.
-fn split_form(original: &[u8]) -> Vec<u8> {
-    original.to_vec()
-}
+/// Per fixture and program that opsplit split: the vtable's name and the ops it must hold.
+type Vtables = Vec<(String, Vec<u32>)>;
 
-/// sock_ops invocations during the workload: every attached program runs once per invocation.
-fn callbacks(side: &diff::Side) -> u64 {
-    side.stats.iter().map(|(_, s)| s.run_cnt).max().unwrap_or(0)
+/// Makes object B (and the vtables it must have filled) from the original's bytes.
+type Candidate = fn(&[u8]) -> Result<(Vec<u8>, Vtables), String>;
+
+/// The object under test against the original: opsplit's split form (issue 5), with the vtables
+/// its report promises.
+fn split_form(original: &[u8]) -> Result<(Vec<u8>, Vtables), String> {
+    let (bytes, report) = opsplit::split::convert(original).map_err(|e| e.to_string())?;
+    let vtables = report
+        .programs
+        .iter()
+        .filter_map(|p| {
+            let v = p.vtable.clone()?;
+            let mut ops: Vec<u32> = p.ops.iter().map(|o| u32::from(o.op)).collect();
+            ops.sort();
+            Some((v, ops))
+        })
+        .collect();
+    Ok((bytes, vtables))
 }
 
 fn loadable(path: &std::path::Path) -> Vec<u8> {
@@ -64,12 +77,13 @@ fn loadable(path: &std::path::Path) -> Vec<u8> {
         .into_owned()
 }
 
-#[test]
-fn every_fixture_behaves_the_same_under_both_objects() {
-    if !kernel_test_gate("every_fixture_behaves_the_same_under_both_objects") {
-        return;
-    }
-    let _s = Session::start();
+/// sock_ops invocations during the workload: every attached program runs once per invocation.
+fn callbacks(side: &diff::Side) -> u64 {
+    side.stats.iter().map(|(_, s)| s.run_cnt).max().unwrap_or(0)
+}
+
+/// Runs the differential for every fixture with B = `candidate(original)`; returns failures.
+fn differential_all(label: &str, candidate: Candidate) -> Vec<String> {
     let rules = diff::load_rules();
     let fixtures = main_fixtures();
     assert_eq!(fixtures.len(), 18, "one main build per bpf/*.c source");
@@ -79,12 +93,20 @@ fn every_fixture_behaves_the_same_under_both_objects() {
     for path in &fixtures {
         let name = stem(path);
         let original = loadable(path);
-        let candidate = split_form(&original);
+        let (b, vtables) = match candidate(&original) {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!("{name}: {label}: {e}"));
+                continue;
+            }
+        };
+        let extra: Vec<String> = vtables.iter().map(|(v, _)| v.clone()).collect();
         let res = diff::differential(
             &name,
             (&original, &format!("{name}.o")),
-            (&candidate, &format!("{name}.o")),
+            (&b, &format!("{name}.o")),
             &rules,
+            &extra,
             BUDGET,
         );
         let (a, b, diffs) = match res {
@@ -108,11 +130,33 @@ fn every_fixture_behaves_the_same_under_both_objects() {
         if runs != runs_b {
             failures.push(format!("{name}: {runs} sock_ops invocations vs {runs_b}"));
         }
+        // A vtable the loader left empty would make the dispatcher fall through to the
+        // original body: the comparison would then prove nothing about the per-op programs.
+        for (vt, ops) in &vtables {
+            let mut filled: Vec<u32> = b
+                .maps
+                .iter()
+                .find(|m| diff::map_key(&m.name) == *vt)
+                .map(|m| {
+                    m.entries
+                        .iter()
+                        .map(|e| u32::from_le_bytes(e.key[..4].try_into().unwrap()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            filled.sort();
+            if filled != *ops {
+                failures.push(format!(
+                    "{name}: vtable {vt} holds ops {filled:?}, the split report promises {ops:?}"
+                ));
+            }
+        }
         eprintln!(
-            "{name}: {runs} / {runs_b} callbacks, {:?} / {:?}, {} map(s), {} difference(s)",
+            "{label}: {name}: {runs} / {runs_b} invocations, {:?} / {:?}, {} map(s), {} vtable(s), {} difference(s)",
             a.elapsed,
             b.elapsed,
             a.maps.len(),
+            vtables.len(),
             diffs.len()
         );
         if derive {
@@ -120,7 +164,7 @@ fn every_fixture_behaves_the_same_under_both_objects() {
                 eprintln!("  DERIVE {d}");
             }
         }
-        failures.extend(diffs);
+        failures.extend(diffs.into_iter().map(|d| format!("{label}: {d}")));
     }
     for (r, used) in rules.iter().zip(&used_rules) {
         if !used {
@@ -129,6 +173,34 @@ fn every_fixture_behaves_the_same_under_both_objects() {
             ));
         }
     }
+    failures
+}
+
+/// Original vs original: the run the normalisation file is derived from (OPSPLIT_NORM_DERIVE=1
+/// prints what differs). Fails if anything differs that the file does not cover.
+#[test]
+fn original_vs_original_differs_only_where_normalised() {
+    if !kernel_test_gate("original_vs_original_differs_only_where_normalised") {
+        return;
+    }
+    let _s = Session::start();
+    let failures = differential_all("original", |o| Ok((o.to_vec(), Vec::new())));
+    assert!(
+        failures.is_empty(),
+        "kernel differential failed:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// The split form (opsplit convert) vs the original, on real TCP: same maps after the same
+/// workload, same number of sock_ops invocations, and every vtable filled as the report says.
+#[test]
+fn split_form_behaves_like_the_original() {
+    if !kernel_test_gate("split_form_behaves_like_the_original") {
+        return;
+    }
+    let _s = Session::start();
+    let failures = differential_all("split", split_form);
     assert!(
         failures.is_empty(),
         "kernel differential failed:\n{}",
@@ -169,6 +241,7 @@ fn every_variant_build_behaves_like_its_main_build() {
             (&original, &format!("{main}.o")),
             (&variant, &format!("{vname}.o")),
             &rules,
+            &[],
             BUDGET,
         ) {
             Ok((a, b, d)) => {
@@ -233,6 +306,25 @@ fn comparison_reports_what_normalisation_does_not_cover() {
     assert_eq!(diff::compare("fix", &c1, &c3, &rules).len(), 1);
     // Keys are never masked.
     assert!(diff::parse_rules("fix m key * 0 8 mask x\n").is_err());
+    // A map only B has is a difference, unless it is a PROG_ARRAY the caller names (a vtable).
+    let mut with_vt = a.clone();
+    with_vt.push(MapDump {
+        name: "fix_vtable".into(),
+        map_type: "ProgArray".into(),
+        key_size: 4,
+        value_size: 4,
+        entries: Vec::new(),
+        note: None,
+    });
+    assert_eq!(diff::compare("fix", &a, &with_vt, &rules).len(), 1);
+    assert!(
+        diff::compare_with_extra("fix", &a, &with_vt, &rules, &["fix_vtable".into()]).is_empty()
+    );
+    assert_eq!(
+        diff::compare_with_extra("fix", &with_vt, &a, &rules, &["fix_vtable".into()]).len(),
+        1,
+        "only B may have the extra map"
+    );
     // Without a rank rule, different keys are a difference.
     let key = m(vec![(2, [1, 0, 0, 0, 9, 9, 9, 9])]);
     assert_eq!(diff::compare("fix", &a, &key, &[]).len(), 1);
