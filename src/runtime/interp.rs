@@ -268,6 +268,8 @@ pub(crate) fn build(module: Module, config: Config, table: &HelperTable) -> Resu
         stats: Stats::default(),
         packet: None,
         trace_calls: false,
+        hook: None,
+        hook_call: None,
         run: RunState {
             frames: Vec::with_capacity(MAX_CALL_FRAMES),
             stack_regions,
@@ -845,7 +847,9 @@ fn compile(
                         op.code = Code::Call;
                         op.target = fi as u32;
                     }
-                    (Call::Kfunc { .. }, Some(Target::Kfunc(name))) => {
+                    // Clang encodes an extern kfunc call as a pseudo call with a relocation;
+                    // libbpf turns it into a kfunc call at load time.
+                    (Call::Kfunc { .. } | Call::Local(_), Some(Target::Kfunc(name))) => {
                         let Some(h) = table.kfunc(name) else {
                             return Err(err(
                                 slot,

@@ -202,10 +202,24 @@ impl Module {
                 };
                 relocations.push((si.slot, t));
             }
+            let mut insns = f.insns.clone();
+            let relos = core_relos(
+                obj,
+                &section,
+                f.first_slot(),
+                f.first_slot() + f.slot_count(),
+            );
+            if !relos.is_empty()
+                && let Some(btf) = &obj.btf
+            {
+                let layout = super::kernel::layout();
+                super::kernel::apply_core(layout, btf, &relos, &mut insns)
+                    .map_err(|(slot, message)| err(slot, format!("CO-RE: {message}")))?;
+            }
             functions.push(ModuleFunction {
                 name: f.name.clone(),
                 section,
-                insns: f.insns.clone(),
+                insns,
                 relocations,
                 lines: obj.function_lines(fi),
             });
@@ -230,6 +244,22 @@ impl Machine {
     /// Loads `obj` with the generic helpers.
     pub fn from_object(obj: &Object, config: Config) -> Result<Machine, Error> {
         Machine::new(Module::from_object(obj, &config)?, config)
+    }
+
+    /// Loads `obj` as sock_ops programs: the generic helpers plus the sock_ops helpers and
+    /// kfuncs ([`super::sockhelpers::sock_ops_table`]).
+    /// Programs of other types in the object (an `sk_msg` program beside a sockmap) are not
+    /// entry points: the kernel would load them with their own helper set.
+    pub fn sock_ops(obj: &Object, config: Config) -> Result<Machine, Error> {
+        let mut module = Module::from_object(obj, &config)?;
+        let keep: Vec<bool> = obj
+            .programs
+            .iter()
+            .map(|p| p.prog_type == crate::obj::ProgramType::SockOps)
+            .collect();
+        let mut k = keep.iter();
+        module.programs.retain(|_| *k.next().unwrap_or(&true));
+        Machine::with_helpers(module, config, &super::sockhelpers::sock_ops_table())
     }
 }
 
@@ -267,4 +297,29 @@ fn kconfig_value(obj: &Object, name: &str, config: &Config) -> Result<Vec<u8>, S
         }
     };
     Ok(value.to_le_bytes()[..size as usize].to_vec())
+}
+
+/// The CO-RE relocations of the function at section slots `[first, end)`, by function slot.
+fn core_relos(
+    obj: &Object,
+    section: &str,
+    first: usize,
+    end: usize,
+) -> Vec<(usize, crate::btf::CoreRelo)> {
+    let (Some(btf), Some(ext)) = (&obj.btf, &obj.btf_ext) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for sec in &ext.core_relo.sections {
+        if btf.strings.get(sec.sec_name_off) != Some(section) {
+            continue;
+        }
+        for r in &sec.records {
+            let s = (r.insn_off / 8) as usize;
+            if (first..end).contains(&s) {
+                out.push((s - first, *r));
+            }
+        }
+    }
+    out
 }

@@ -35,9 +35,11 @@
 
 pub mod helpers;
 mod interp;
+pub mod kernel;
 mod loader;
 pub mod maps;
 pub mod memory;
+pub mod sockhelpers;
 pub mod sockops;
 
 use std::fmt;
@@ -332,6 +334,10 @@ pub struct Machine {
     pub packet: Option<u64>,
     /// Record every helper and kfunc call in [`Machine::records`] ([`Record::Call`]).
     pub trace_calls: bool,
+    /// Kernel-side state of the sock_ops hook call being run (helpers read and change it).
+    pub hook: Option<sockhelpers::HookState>,
+    /// The hook call being run.
+    pub hook_call: Option<sockops::HookCall>,
     pub(crate) run: interp::RunState,
 }
 

@@ -10,6 +10,7 @@
 
 use super::Machine;
 use super::memory::{Access, RegionId, RegionKind, pointer, split_pointer};
+pub use super::sockhelpers::{HookState, SockState};
 
 /// `BPF_SOCK_OPS_*` op values (6.18).
 pub mod op {
@@ -392,44 +393,115 @@ pub struct HookOutcome {
     pub run_result: i32,
     /// What `tcp_call_bpf` gives the TCP stack: `reply` if the run result is 0, else -1.
     pub tcp_call_result: i32,
+    /// HDR_OPT_LEN: option bytes the stack reserves (rounded up to 4; 0 after a veto).
+    pub hdr_reserved: u32,
+    /// WRITE_HDR_OPT: the reserved option bytes as sent (stored options, NOP-filled; all NOP
+    /// after a veto).
+    pub hdr_written: Vec<u8>,
 }
 
 impl Machine {
     /// Runs `programs` in order on one shared context for `call`, as the kernel runs a cgroup's
     /// effective array: every program runs whatever the others returned, and each sees the
-    /// `reply` (= `args[0]`) and `sk_txhash` the previous one left.
+    /// `reply` (= `args[0]`) and `sk_txhash` the previous one left. The socket is a fresh
+    /// simulated one; [`Machine::run_hook_with`] threads socket state through calls.
     pub fn run_hook(
         &mut self,
         programs: &[&str],
         call: &HookCall,
     ) -> Result<HookOutcome, super::Fault> {
+        let state = HookState::for_call(call);
+        self.run_hook_with(programs, call, state).map(|(o, _)| o)
+    }
+
+    /// Same with the kernel-side state of the call (the socket's options and flags, the SYN,
+    /// the option space); returns it as the programs' helpers left it.
+    pub fn run_hook_with(
+        &mut self,
+        programs: &[&str],
+        call: &HookCall,
+        state: HookState,
+    ) -> Result<(HookOutcome, HookState), super::Fault> {
         let ctx = self.sock_ops_context(call);
+        self.hook = Some(state);
+        self.hook_call = Some(call.clone());
         let mut returns = Vec::with_capacity(programs.len());
+        let mut fault = None;
         for p in programs {
             match self.run(p, ctx.ctx) {
                 Ok(r) => returns.push(r),
                 Err(f) => {
-                    self.release_sock_ops_context(ctx);
-                    return Err(f);
+                    fault = Some(f);
+                    break;
                 }
             }
         }
         let reply = self.sock_ops_reply(&ctx);
         let sk_txhash = self.sock_ops_txhash(&ctx);
         self.release_sock_ops_context(ctx);
+        self.hook_call = None;
+        let mut state = self.hook.take().unwrap_or_default();
+        for r in std::mem::take(&mut state.objects) {
+            self.memory.release(r);
+        }
+        if let Some(f) = fault {
+            return Err(f);
+        }
         // The verifier limits returns to 0 and 1; only 0 vetoes.
         let run_result = if returns.iter().any(|&r| r as u32 == 0) {
             -1
         } else {
             0
         };
-        Ok(HookOutcome {
-            returns,
-            reply,
-            sk_txhash,
-            run_result,
-            tcp_call_result: if run_result == 0 { reply as i32 } else { -1 },
-        })
+        let (mut hdr_reserved, mut hdr_written) = (0, Vec::new());
+        if call.op == op::HDR_OPT_LEN_CB && run_result == 0 {
+            hdr_reserved = state.reserved.div_ceil(4) * 4;
+        }
+        if call.op == op::WRITE_HDR_OPT_CB {
+            let total = state.written.len() as u32 + state.remaining_opt_len;
+            hdr_written = if run_result == 0 {
+                state.written.clone()
+            } else {
+                Vec::new()
+            };
+            hdr_written.resize(total as usize, 1);
+        }
+        Ok((
+            HookOutcome {
+                returns,
+                reply,
+                sk_txhash,
+                run_result,
+                tcp_call_result: if run_result == 0 { reply as i32 } else { -1 },
+                hdr_reserved,
+                hdr_written,
+            },
+            state,
+        ))
+    }
+}
+
+impl HookState {
+    /// The kernel-side state of `call` on a fresh simulated socket.
+    pub fn for_call(call: &HookCall) -> HookState {
+        let mut sock = SockState {
+            family: call.socket.common().family,
+            ..SockState::default()
+        };
+        if let Socket::Full { tcp, .. } = &call.socket {
+            sock.cb_flags = tcp.cb_flags;
+        }
+        HookState {
+            op: call.op,
+            full: call.is_fullsock(),
+            locked: call.is_locked(),
+            sock,
+            header: call.skb.as_ref().map(|s| s.window.clone()),
+            skb_len: call.skb.as_ref().map_or(0, |s| s.len),
+            remaining_opt_len: 40,
+            netns_cookie: 1,
+            ..HookState::default()
+        }
     }
 }
 
