@@ -38,6 +38,7 @@ pub struct ProgramInput<'a> {
     pub op_reads: &'a BTreeMap<usize, BTreeSet<usize>>,
     /// Per function: its instructions as read.
     pub orig: &'a [Vec<CInsn>],
+    pub map_sizes: &'a super::dce::MapSizes,
 }
 
 /// The specialized code of every function the program runs for one op (calls still name the
@@ -128,7 +129,7 @@ pub fn specialize_program(p: &ProgramInput<'_>, op: u8) -> OpCode {
         .into_iter()
         .map(|(f, o)| {
             let mut code = o.code;
-            super::dce::run(&mut code);
+            super::dce::run(&mut code, p.map_sizes);
             (f, code)
         })
         .collect();

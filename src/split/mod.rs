@@ -256,6 +256,11 @@ pub fn split(obj: &Object) -> Result<SplitPlan, Error> {
         n
     };
     let mut tables = dedup::Tables::default();
+    let map_sizes: dce::MapSizes = obj
+        .maps
+        .iter()
+        .filter_map(|m| Some((m.symbol?, (m.def.key_size?, m.def.value_size?))))
+        .collect();
     let mut needs: BTreeSet<KernelNeed> = BTreeSet::new();
     for p in &obj.programs {
         let fname = obj.functions[p.function].name.clone();
@@ -353,6 +358,7 @@ pub fn split(obj: &Object) -> Result<SplitPlan, Error> {
             reach: &facts.reach,
             op_reads: &op_reads,
             orig: &orig,
+            map_sizes: &map_sizes,
         };
         // Per-op programs: index into new_funcs → ops.
         let mut progs: Vec<(usize, Vec<u8>)> = Vec::new();

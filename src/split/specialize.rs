@@ -699,7 +699,7 @@ mod tests {
             summaries: &BTreeMap::new(),
         });
         let mut code = out.code;
-        super::super::dce::run(&mut code);
+        super::super::dce::run(&mut code, &Default::default());
         code.iter().map(|c| c.insn.to_string()).collect()
     }
 
