@@ -362,6 +362,49 @@ fn pin_layout_survives_the_process_and_unload_removes_exactly_it() {
     assert!(!dir.path.exists(), "pin dir left behind");
 }
 
+#[test]
+fn pin_refuses_unusable_directories_and_leaves_nothing_attached() {
+    if !kernel_test_gate("pin_refuses_unusable_directories_and_leaves_nothing_attached") {
+        return;
+    }
+    let _s = Session::start();
+    let cg = Cgroup::new("pinbad");
+    // Not on bpffs.
+    let tmp = std::env::temp_dir().join(kernel_harness::unique("notbpffs"));
+    let o = opsplit(&[
+        "load",
+        p(&fixture("tcp_iw.o")),
+        "--cgroup",
+        p(&cg.path),
+        "--pin",
+        p(&tmp),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not on a bpf filesystem"), "{}", text(&o));
+    assert!(!tmp.exists());
+    // Not empty.
+    let dir = PinDir::new("notempty");
+    std::fs::create_dir(&dir.path).unwrap();
+    jt_pin(&dir.path.join("someone_elses"));
+    let o = opsplit(&[
+        "load",
+        p(&fixture("tcp_iw.o")),
+        "--cgroup",
+        p(&cg.path),
+        "--pin",
+        p(&dir.path),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not empty"), "{}", text(&o));
+    assert!(cg.attached().is_empty());
+    let names: Vec<_> = std::fs::read_dir(&dir.path)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("someone_elses")]);
+}
+
 /// Pins some BPF object that is not opsplit's (a fresh array map).
 fn jt_pin(path: &Path) {
     let opts = libbpf_rs::libbpf_sys::bpf_map_create_opts {

@@ -262,6 +262,34 @@ fn every_variant_build_behaves_like_its_main_build() {
     );
 }
 
+/// The whole pipeline can fail: clang's specialization of rtt_stats.c to RTT_CB alone
+/// (`fixtures/ref/rtt_stats.op12.o`, which runs RTT_CB's code for every op) must be told apart
+/// from the original on the same workload.
+#[test]
+fn differential_detects_a_program_that_behaves_differently() {
+    if !kernel_test_gate("differential_detects_a_program_that_behaves_differently") {
+        return;
+    }
+    let _s = Session::start();
+    let rules = diff::load_rules();
+    let original = loadable(&fixtures_dir().join("rtt_stats.o"));
+    let only_rtt = loadable(&fixtures_dir().join("ref/rtt_stats.op12.o"));
+    let (_, _, d) = diff::differential(
+        "rtt_stats",
+        (&original, "rtt_stats.o"),
+        (&only_rtt, "rtt_stats.op12.o"),
+        &rules,
+        &[],
+        BUDGET,
+    )
+    .expect("both load and run");
+    assert!(
+        d.iter()
+            .any(|d| d.contains("op_calls") || d.contains("state_hist")),
+        "the per-op counters must differ: {d:?}"
+    );
+}
+
 /// The comparison itself, on synthetic dumps: a normalised range hides a difference, anything
 /// else — a value outside the range, a different key, a missing entry — is reported; cookies
 /// are compared by creation order.
