@@ -564,3 +564,19 @@ fn maps_and_global_data_are_kept() {
         }
     }
 }
+
+#[test]
+fn conversion_is_deterministic() {
+    for name in [
+        "rto_retrans.o",
+        "multi_prog.o",
+        "tos_reflect.o",
+        "nobtf_basic.o",
+        "legacy_maps.o",
+    ] {
+        let bytes = std::fs::read(common::fixtures_dir().join(name)).unwrap();
+        let a = split::convert(&bytes).unwrap().0;
+        let b = split::convert(&bytes).unwrap().0;
+        assert!(a == b, "{name}: two conversions differ");
+    }
+}

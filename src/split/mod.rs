@@ -574,3 +574,77 @@ pub fn convert(bytes: &[u8]) -> Result<(Vec<u8>, Report), Error> {
     let out = crate::link::emit(&obj, &plan)?;
     Ok((out, plan.report))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::opval::{eval_alu, eval_cond};
+
+    /// Runs the guard prefix for `op`: `true` if it reaches the body.
+    fn passes(pre: &[CInsn], body_len: usize, op: u8) -> bool {
+        let fail = pre.len() + body_len;
+        let mut r2 = 0u64;
+        let mut i = 0;
+        loop {
+            if i == pre.len() {
+                return true;
+            }
+            if i == fail {
+                return false;
+            }
+            match pre[i].insn {
+                Insn::Load { .. } => r2 = u64::from(op),
+                Insn::Alu {
+                    width,
+                    op: o,
+                    src: Src::Imm(k),
+                    ..
+                } => r2 = eval_alu(width, o, r2, k as i64 as u64),
+                Insn::Jmp {
+                    width,
+                    cond,
+                    src: Src::Imm(k),
+                    ..
+                } => {
+                    if eval_cond(width, cond, r2, k as i64 as u64) {
+                        i = pre[i].target.unwrap();
+                        continue;
+                    }
+                }
+                ref other => panic!("unexpected guard instruction {other:?}"),
+            }
+            i += 1;
+        }
+    }
+
+    #[test]
+    fn guards_accept_exactly_their_ops() {
+        for ops in [
+            vec![0u8],
+            vec![4],
+            vec![20],
+            vec![0, 1, 2],
+            vec![4, 5],
+            vec![8, 9, 10],
+            vec![3, 5, 9],
+            vec![1, 2, 6],
+        ] {
+            let (pre, tail) = guard(&ops, 7);
+            assert_eq!(tail.len(), 2);
+            for op in 0..=255u8 {
+                assert_eq!(
+                    passes(&pre, 7, op),
+                    ops.contains(&op),
+                    "ops {ops:?}, op {op}"
+                );
+            }
+            // One compare for a single op or a contiguous range.
+            let compares = pre
+                .iter()
+                .filter(|c| matches!(c.insn, Insn::Jmp { .. }))
+                .count();
+            let contiguous = usize::from(ops[ops.len() - 1] - ops[0]) + 1 == ops.len();
+            assert_eq!(compares, if contiguous { 1 } else { ops.len() });
+        }
+    }
+}
