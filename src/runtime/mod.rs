@@ -33,12 +33,14 @@
 //! assert_eq!(m.run("answer", 0).unwrap(), 42);
 //! ```
 
+pub mod builtin;
 pub mod helpers;
 mod interp;
 pub mod kernel;
 mod loader;
 pub mod maps;
 pub mod memory;
+pub mod scenario;
 pub mod sockhelpers;
 pub mod sockops;
 

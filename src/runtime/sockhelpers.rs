@@ -25,6 +25,8 @@ const EINVAL: i64 = 22;
 const ENOSPC: i64 = 28;
 const ENOMSG: i64 = 42;
 const EOPNOTSUPP: i64 = 95;
+/// The kernel-internal `ENOTSUPP` (524), which `bpf_setsockopt` returns for `cdg`.
+const ENOTSUPP: i64 = 524;
 
 fn neg(e: i64) -> u64 {
     (-e) as u64
@@ -149,6 +151,8 @@ pub struct HookState {
     pub full: bool,
     /// `is_locked_tcp_sock`.
     pub locked: bool,
+    /// `sk_state` of the socket.
+    pub state: u8,
     /// The full socket (or, for a request sock, the request sock's own cookie and family).
     pub sock: SockState,
     /// `syn_skb`'s TCP header with options (SYN-ACK header option ops).
@@ -255,6 +259,7 @@ fn int_of(v: &[u8]) -> Result<i32, i64> {
 
 /// `__bpf_setsockopt` on a full socket: the allowed options of spec §4.3.
 fn set_option(h: &mut HookState, level: i32, name: i32, v: &[u8]) -> Result<(), i64> {
+    let state = h.state;
     let s = &mut h.sock;
     match level {
         SOL_SOCKET => {
@@ -313,7 +318,7 @@ fn set_option(h: &mut HookState, level: i32, name: i32, v: &[u8]) -> Result<(), 
                 let n = v.iter().position(|&c| c == 0).unwrap_or(v.len());
                 let cc = String::from_utf8_lossy(&v[..n]).into_owned();
                 if cc == "cdg" {
-                    return Err(EOPNOTSUPP);
+                    return Err(ENOTSUPP);
                 }
                 if !AVAILABLE_CC.contains(&cc.as_str()) {
                     return Err(ENOENT);
@@ -355,7 +360,9 @@ fn set_option(h: &mut HookState, level: i32, name: i32, v: &[u8]) -> Result<(), 
                     }
                 }
                 TCP_WINDOW_CLAMP => {
-                    if val == 0 {
+                    // 0 (no clamp) only on a closed socket: a reset sent by close() runs the
+                    // header option ops in TCP_CLOSE.
+                    if val == 0 && state != 7 {
                         return Err(EINVAL);
                     }
                     s.window_clamp = val.max(SOCK_MIN_RCVBUF / 2);
@@ -1087,7 +1094,7 @@ mod tests {
         for (name, want) in [
             (&b"cubic\0"[..], 0),
             (b"nv\0", -ENOENT),
-            (b"cdg\0", -EOPNOTSUPP),
+            (b"cdg\0", -ENOTSUPP),
         ] {
             let p = buf(&mut m, name);
             let r = setsockopt(

@@ -495,6 +495,7 @@ impl HookState {
             op: call.op,
             full: call.is_fullsock(),
             locked: call.is_locked(),
+            state: call.socket.common().state,
             sock,
             header: call.skb.as_ref().map(|s| s.window.clone()),
             skb_len: call.skb.as_ref().map_or(0, |s| s.len),

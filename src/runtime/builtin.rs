@@ -1,0 +1,544 @@
+//! The built-in scenarios (docs/SCENARIOS.md): `loopback` follows the call sites of the kernel
+//! test workload (tests/kernel_harness) for IPv4 and IPv6; `edges` reaches the paths loopback
+//! cannot (syncookies, TCP Fast Open, TCP_REPAIR, `tcp_current_mss`, a v4-mapped peer on a
+//! dual-stack listener, retransmits and RTO with `expired`, listener close, RST, hardware TX
+//! timestamps, TCP-NV's BASE_RTT). Together they reach every op 1..=20.
+
+use std::net::IpAddr;
+
+use super::scenario::{Event, SkbSpec, hex};
+use super::sockops::op;
+
+/// Names of the built-in scenarios.
+pub const SCENARIOS: &[&str] = &["loopback", "edges"];
+
+/// The events of built-in scenario `name`.
+pub fn scenario(name: &str) -> Option<Vec<Event>> {
+    match name {
+        "loopback" => Some(loopback()),
+        "edges" => Some(edges()),
+        _ => None,
+    }
+}
+
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const PSH_ACK: u8 = 0x18;
+const ACK: u8 = 0x10;
+const SYN_ACK: u8 = 0x12;
+const FIN_ACK: u8 = 0x11;
+
+const ESTABLISHED: u8 = 1;
+const SYN_SENT: u8 = 2;
+const SYN_RECV: u8 = 3;
+const FIN_WAIT1: u8 = 4;
+const FIN_WAIT2: u8 = 5;
+const CLOSE: u8 = 7;
+const CLOSE_WAIT: u8 = 8;
+const LAST_ACK: u8 = 9;
+const LISTEN: u8 = 10;
+
+/// A peer's experimental option (kind 254, magic 0xeb9f), as a program on the other side
+/// would have written it: header options "both ways".
+const PEER_OPT: [u8; 4] = [254, 4, 0xeb, 0x9f];
+const SYN_OPTS: [u8; 20] = [
+    2, 4, 0xff, 0xd7, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+];
+const TS_OPTS: [u8; 12] = [1, 1, 8, 10, 0, 0, 0, 2, 0, 0, 0, 1];
+
+/// A TCP header with `opts` (padded to 4 bytes), as hex.
+fn tcp(sport: u16, dport: u16, seq: u32, flags: u8, opts: &[&[u8]]) -> String {
+    let mut o: Vec<u8> = opts.concat();
+    while !o.len().is_multiple_of(4) {
+        o.push(1);
+    }
+    let mut h = Vec::with_capacity(20 + o.len());
+    h.extend_from_slice(&sport.to_be_bytes());
+    h.extend_from_slice(&dport.to_be_bytes());
+    h.extend_from_slice(&seq.to_be_bytes());
+    h.extend_from_slice(&0u32.to_be_bytes());
+    h.push((((20 + o.len()) / 4) as u8) << 4);
+    h.push(flags);
+    h.extend_from_slice(&65535u16.to_be_bytes());
+    h.extend_from_slice(&[0, 0, 0, 0]);
+    h.extend_from_slice(&o);
+    hex(&h)
+}
+
+fn skb(header: String, len: u32, tcp_flags: u8, seq: u32) -> Option<SkbSpec> {
+    let hl = header.len() as u32 / 2;
+    Some(SkbSpec {
+        header,
+        len: len + hl,
+        tcp_flags,
+        seq,
+        hwtstamp: 0,
+        tskey: None,
+    })
+}
+
+/// An skb whose header is not built yet (HDR_OPT_LEN) or not visible (TSTAMP ops).
+fn bare(len: u32, tcp_flags: u8, seq: u32) -> Option<SkbSpec> {
+    Some(SkbSpec {
+        header: String::new(),
+        len,
+        tcp_flags,
+        seq,
+        hwtstamp: 0,
+        tskey: None,
+    })
+}
+
+struct B {
+    ev: Vec<Event>,
+    next: u32,
+}
+
+struct Flow {
+    family: u16,
+    local: IpAddr,
+    remote: IpAddr,
+}
+
+impl B {
+    fn new() -> B {
+        B {
+            ev: Vec::new(),
+            next: 1,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn socket(
+        &mut self,
+        f: &Flow,
+        lport: u16,
+        rport: u16,
+        state: u8,
+        request: bool,
+        parent: Option<u32>,
+    ) -> u32 {
+        let id = self.next;
+        self.next += 1;
+        self.ev.push(Event::Socket {
+            id,
+            family: f.family,
+            local: f.local,
+            local_port: lport,
+            remote: f.remote,
+            remote_port: rport,
+            state,
+            request,
+            parent,
+            saved_syn: None,
+        });
+        id
+    }
+
+    fn call(&mut self, sock: u32, o: u32, args: [u32; 4], skb: Option<SkbSpec>) {
+        self.ev.push(Event::Call {
+            sock,
+            op: o,
+            args,
+            skb,
+            syn: None,
+            unknown_option: false,
+            remaining: None,
+            dt_ns: 10_000,
+        });
+    }
+
+    fn call_syn(&mut self, sock: u32, o: u32, args: [u32; 4], skb: Option<SkbSpec>, syn: String) {
+        self.ev.push(Event::Call {
+            sock,
+            op: o,
+            args,
+            skb,
+            syn: Some(syn),
+            unknown_option: false,
+            remaining: Some(20),
+            dt_ns: 10_000,
+        });
+    }
+
+    fn state(&mut self, sock: u32, new: u8) {
+        self.ev.push(Event::State {
+            sock,
+            new,
+            dt_ns: 1_000,
+        });
+    }
+
+    /// HDR_OPT_LEN then WRITE_HDR_OPT for one outgoing segment.
+    fn hdr(&mut self, sock: u32, header: String, payload: u32, flags: u8, seq: u32) {
+        self.call(sock, op::HDR_OPT_LEN_CB, [0; 4], bare(payload, flags, seq));
+        self.call(
+            sock,
+            op::WRITE_HDR_OPT_CB,
+            [0; 4],
+            skb(header, payload, flags, seq),
+        );
+    }
+
+    fn rtt(&mut self, sock: u32, mrtt: u32, srtt: u32) {
+        self.ev.push(Event::Tcp {
+            sock,
+            snd_cwnd: None,
+            srtt_us: Some(srtt),
+            rtt_min: Some(mrtt),
+            mss_cache: None,
+            bytes_acked: None,
+            bytes_received: None,
+            data_segs_out: None,
+            total_retrans: None,
+        });
+        self.call(sock, op::RTT_CB, [mrtt, srtt, 0, 0], None);
+    }
+
+    fn acked(&mut self, sock: u32, bytes: u64, segs: u32) {
+        self.ev.push(Event::Tcp {
+            sock,
+            snd_cwnd: Some(10 + segs),
+            srtt_us: None,
+            rtt_min: None,
+            mss_cache: None,
+            bytes_acked: Some(bytes),
+            bytes_received: Some(bytes / 2),
+            data_segs_out: Some(segs),
+            total_retrans: None,
+        });
+    }
+
+    /// Active open from `cport` to listener `l` on `sport`: client, request sock and child,
+    /// with the §8.3 order.
+    fn open(&mut self, f: &Flow, l: u32, cport: u16, sport: u16) -> (u32, u32) {
+        let back = Flow {
+            family: f.family,
+            local: f.remote,
+            remote: f.local,
+        };
+        let c = self.socket(f, cport, sport, SYN_SENT, false, None);
+        self.call(c, op::TCP_CONNECT_CB, [0; 4], None);
+        self.call(c, op::RWND_INIT, [0; 4], None);
+        self.call(c, op::TIMEOUT_INIT, [0; 4], None);
+        self.call(c, op::NEEDS_ECN, [0; 4], None);
+        let syn = tcp(cport, sport, 1000, SYN, &[&SYN_OPTS]);
+        self.hdr(c, syn, 0, SYN, 1000);
+        let synp = tcp(cport, sport, 1000, SYN, &[&SYN_OPTS, &PEER_OPT]);
+        let r = self.socket(&back, sport, cport, 12, true, Some(l));
+        self.call(r, op::RWND_INIT, [0; 4], None);
+        self.call(r, op::TIMEOUT_INIT, [0; 4], None);
+        self.call_syn(
+            r,
+            op::HDR_OPT_LEN_CB,
+            [0; 4],
+            bare(0, SYN_ACK, 5000),
+            synp.clone(),
+        );
+        let sa = tcp(sport, cport, 5000, SYN_ACK, &[&SYN_OPTS]);
+        self.call_syn(
+            r,
+            op::WRITE_HDR_OPT_CB,
+            [0; 4],
+            skb(sa, 0, SYN_ACK, 5000),
+            synp,
+        );
+        self.call(r, op::NEEDS_ECN, [0; 4], None);
+        self.rtt(c, 95, 760);
+        self.state(c, ESTABLISHED);
+        let sap = tcp(sport, cport, 5000, SYN_ACK, &[&SYN_OPTS, &PEER_OPT]);
+        self.call(
+            c,
+            op::ACTIVE_ESTABLISHED_CB,
+            [0; 4],
+            skb(sap, 0, SYN_ACK, 5000),
+        );
+        self.hdr(c, tcp(cport, sport, 1001, ACK, &[&TS_OPTS]), 0, ACK, 1001);
+        let s = self.socket(&back, sport, cport, SYN_RECV, false, Some(l));
+        self.rtt(s, 80, 640);
+        let ackp = tcp(cport, sport, 1001, ACK, &[&TS_OPTS, &PEER_OPT]);
+        self.call(
+            s,
+            op::PASSIVE_ESTABLISHED_CB,
+            [0; 4],
+            skb(ackp, 0, ACK, 1001),
+        );
+        self.state(s, ESTABLISHED);
+        self.call(c, op::HDR_OPT_LEN_CB, [1, 0, 0, 0], None);
+        (c, s)
+    }
+
+    /// One sendmsg of 1000 bytes from `a` to `b` with its timestamps and ACK.
+    fn send(&mut self, a: (u32, u16), b: (u32, u16), seq: u32, n: u32) {
+        let (sa, pa) = a;
+        let (sb, pb) = b;
+        self.call(sa, op::TSTAMP_SENDMSG_CB, [0; 4], bare(1000, ACK, seq));
+        let h = tcp(pa, pb, seq, PSH_ACK, &[&TS_OPTS]);
+        self.hdr(sa, h, 1000, PSH_ACK, seq);
+        let key = seq + 999;
+        let stamp = |len: u32| {
+            Some(SkbSpec {
+                header: String::new(),
+                len,
+                tcp_flags: 0,
+                seq,
+                hwtstamp: 0,
+                tskey: Some(key),
+            })
+        };
+        self.call(sa, op::TSTAMP_SCHED_CB, [0; 4], stamp(1066));
+        self.call(sa, op::TSTAMP_SND_SW_CB, [0; 4], stamp(1066));
+        let hp = tcp(pa, pb, seq, PSH_ACK, &[&TS_OPTS, &PEER_OPT]);
+        self.call(
+            sb,
+            op::PARSE_HDR_OPT_CB,
+            [0; 4],
+            skb(hp, 1000, PSH_ACK, seq),
+        );
+        self.hdr(sb, tcp(pb, pa, 5001, ACK, &[&TS_OPTS]), 0, ACK, 5001);
+        let ack = tcp(pb, pa, 5001, ACK, &[&TS_OPTS, &PEER_OPT]);
+        self.call(sa, op::PARSE_HDR_OPT_CB, [0; 4], skb(ack, 0, ACK, 5001));
+        let mut acked = stamp(1000);
+        if let Some(k) = acked.as_mut() {
+            k.tcp_flags = PSH_ACK;
+        }
+        self.call(sa, op::TSTAMP_ACK_CB, [0; 4], acked);
+        self.acked(sa, u64::from(n) * 1000, n);
+        self.rtt(sa, 60 + n, 600 - 8 * n);
+    }
+
+    /// Orderly close, client first (§8.3 step 8).
+    fn close(&mut self, c: u32, s: u32, cport: u16, sport: u16) {
+        self.hdr(
+            c,
+            tcp(cport, sport, 3001, FIN_ACK, &[&TS_OPTS]),
+            0,
+            FIN_ACK,
+            3001,
+        );
+        self.state(c, FIN_WAIT1);
+        self.state(s, CLOSE_WAIT);
+        self.state(c, FIN_WAIT2);
+        self.state(c, CLOSE);
+        self.hdr(
+            s,
+            tcp(sport, cport, 5001, FIN_ACK, &[&TS_OPTS]),
+            0,
+            FIN_ACK,
+            5001,
+        );
+        self.state(s, LAST_ACK);
+        self.state(s, CLOSE);
+    }
+}
+
+fn loopback_family(b: &mut B, f: &Flow, sport: u16, cbase: u16, refused: u16) {
+    let back = Flow {
+        family: f.family,
+        local: f.remote,
+        remote: f.local,
+    };
+    let l = b.socket(&back, sport, 0, LISTEN, false, None);
+    b.call(l, op::TCP_LISTEN_CB, [0; 4], None);
+    let (c, s) = b.open(f, l, cbase, sport);
+    b.send((c, cbase), (s, sport), 1001, 1);
+    b.send((c, cbase), (s, sport), 2001, 2);
+    b.send((s, sport), (c, cbase), 5001, 1);
+    b.close(c, s, cbase, sport);
+    // Reset by the client (SO_LINGER 0): the RST is built on a closed socket.
+    let (c, s) = b.open(f, l, cbase + 1, sport);
+    b.state(c, CLOSE);
+    b.hdr(c, tcp(cbase + 1, sport, 1001, RST, &[]), 0, RST | ACK, 1001);
+    b.state(s, CLOSE);
+    // Connect to a port without listener: refused by RST.
+    let r = b.socket(f, cbase + 2, refused, SYN_SENT, false, None);
+    b.call(r, op::TCP_CONNECT_CB, [0; 4], None);
+    b.call(r, op::RWND_INIT, [0; 4], None);
+    b.call(r, op::TIMEOUT_INIT, [0; 4], None);
+    b.call(r, op::NEEDS_ECN, [0; 4], None);
+    b.hdr(
+        r,
+        tcp(cbase + 2, refused, 1000, SYN, &[&SYN_OPTS]),
+        0,
+        SYN,
+        1000,
+    );
+    b.state(r, CLOSE);
+    b.state(l, CLOSE);
+}
+
+fn loopback() -> Vec<Event> {
+    let mut b = B::new();
+    let v4 = Flow {
+        family: 2,
+        local: "127.0.0.1".parse().expect("ip"),
+        remote: "127.0.0.1".parse().expect("ip"),
+    };
+    let v6 = Flow {
+        family: 10,
+        local: "::1".parse().expect("ip"),
+        remote: "::1".parse().expect("ip"),
+    };
+    loopback_family(&mut b, &v4, 7101, 41001, 7109);
+    loopback_family(&mut b, &v6, 7201, 42001, 7209);
+    b.ev
+}
+
+fn edges() -> Vec<Event> {
+    let mut b = B::new();
+    // A dual-stack listener and a v4-mapped peer.
+    let mapped = Flow {
+        family: 10,
+        local: "::ffff:10.0.0.2".parse().expect("ip"),
+        remote: "::ffff:10.0.0.1".parse().expect("ip"),
+    };
+    let back = Flow {
+        family: 10,
+        local: mapped.remote,
+        remote: mapped.local,
+    };
+    let l = b.socket(&back, 8080, 0, LISTEN, false, None);
+    b.call(l, op::TCP_LISTEN_CB, [0; 4], None);
+    let (c, s) = b.open(&mapped, l, 50000, 8080);
+    b.send((c, 50000), (s, 8080), 1001, 1);
+    // Hardware TX timestamp on a second send.
+    b.call(c, op::TSTAMP_SENDMSG_CB, [0; 4], bare(1000, ACK, 2001));
+    b.hdr(
+        c,
+        tcp(50000, 8080, 2001, PSH_ACK, &[&TS_OPTS]),
+        1000,
+        PSH_ACK,
+        2001,
+    );
+    let hw = Some(SkbSpec {
+        header: String::new(),
+        len: 1066,
+        tcp_flags: 0,
+        seq: 2001,
+        hwtstamp: 1_700_000_000_123,
+        tskey: Some(3000),
+    });
+    b.call(c, op::TSTAMP_SCHED_CB, [0; 4], hw.clone());
+    b.call(c, op::TSTAMP_SND_HW_CB, [0; 4], hw);
+    // Loss: retransmits (one failing with -EBUSY) and RTO expiries, the last one expired.
+    b.call(c, op::RETRANS_CB, [2001, 1, 0, 0], None);
+    b.call(c, op::RETRANS_CB, [2001, 1, (-16i32) as u32, 0], None);
+    b.call(c, op::RTO_CB, [1, 50, 0, 0], None);
+    b.call(c, op::RTO_CB, [2, 100, 0, 0], None);
+    b.call(c, op::RTO_CB, [15, 30000, 1, 0], None);
+    // An unknown option on the fast path's slow cousin, and TCP-NV asking BASE_RTT.
+    b.ev.push(Event::Call {
+        sock: s,
+        op: op::PARSE_HDR_OPT_CB,
+        args: [0; 4],
+        skb: skb(
+            tcp(
+                50000,
+                8080,
+                2001,
+                ACK,
+                &[&TS_OPTS, &[253, 6, 0xca, 0xfe, 1, 2]],
+            ),
+            0,
+            ACK,
+            2001,
+        ),
+        syn: None,
+        unknown_option: true,
+        remaining: None,
+        dt_ns: 5_000,
+    });
+    b.call(s, op::BASE_RTT, [0; 4], None);
+    // RST received: ESTABLISHED straight to CLOSE.
+    b.state(c, CLOSE);
+    b.state(s, CLOSE);
+
+    let v4 = Flow {
+        family: 2,
+        local: "10.1.0.1".parse().expect("ip"),
+        remote: "10.1.0.2".parse().expect("ip"),
+    };
+    let back4 = Flow {
+        family: 2,
+        local: v4.remote,
+        remote: v4.local,
+    };
+    let l4 = b.socket(&back4, 443, 0, LISTEN, false, None);
+    b.call(l4, op::TCP_LISTEN_CB, [0; 4], None);
+    // Syncookies: no TIMEOUT_INIT for the request sock; the SYN-ACK's HDR_OPT_LEN says so.
+    let synp = tcp(40000, 443, 77, SYN, &[&SYN_OPTS, &PEER_OPT]);
+    let r = b.socket(&back4, 443, 40000, 12, true, Some(l4));
+    b.call(r, op::RWND_INIT, [0; 4], None);
+    b.call_syn(
+        r,
+        op::HDR_OPT_LEN_CB,
+        [2, 0, 0, 0],
+        bare(0, SYN_ACK, 9000),
+        synp.clone(),
+    );
+    let sa = tcp(443, 40000, 9000, SYN_ACK, &[&SYN_OPTS]);
+    b.call_syn(
+        r,
+        op::WRITE_HDR_OPT_CB,
+        [2, 0, 0, 0],
+        skb(sa, 0, SYN_ACK, 9000),
+        synp.clone(),
+    );
+    b.call(r, op::NEEDS_ECN, [0; 4], None);
+    let child = b.socket(&back4, 443, 40000, SYN_RECV, false, Some(l4));
+    let ackp = tcp(40000, 443, 78, ACK, &[&TS_OPTS, &PEER_OPT]);
+    b.call(
+        child,
+        op::PASSIVE_ESTABLISHED_CB,
+        [0; 4],
+        skb(ackp, 0, ACK, 78),
+    );
+    b.state(child, ESTABLISHED);
+    // TCP Fast Open: the child exists at the SYN; PASSIVE_ESTABLISHED carries the SYN with data.
+    let tfo = b.socket(&back4, 443, 40001, SYN_RECV, false, Some(l4));
+    b.call(tfo, op::TIMEOUT_INIT, [0; 4], None);
+    let tsyn = tcp(
+        40001,
+        443,
+        500,
+        SYN,
+        &[&SYN_OPTS, &[34, 10, 1, 2, 3, 4, 5, 6, 7, 8]],
+    );
+    b.call(
+        tfo,
+        op::PASSIVE_ESTABLISHED_CB,
+        [0; 4],
+        skb(tsyn.clone(), 100, SYN, 500),
+    );
+    let tsa = tcp(443, 40001, 9100, SYN_ACK, &[&SYN_OPTS]);
+    b.call_syn(
+        tfo,
+        op::HDR_OPT_LEN_CB,
+        [0; 4],
+        bare(0, SYN_ACK, 9100),
+        tsyn.clone(),
+    );
+    b.call_syn(
+        tfo,
+        op::WRITE_HDR_OPT_CB,
+        [0; 4],
+        skb(tsa, 0, SYN_ACK, 9100),
+        tsyn,
+    );
+    b.state(tfo, ESTABLISHED);
+    // tcp_current_mss: HDR_OPT_LEN without an skb.
+    b.call(tfo, op::HDR_OPT_LEN_CB, [1, 0, 0, 0], None);
+    // TCP_REPAIR: ACTIVE_ESTABLISHED without an skb.
+    let rep = b.socket(&v4, 40002, 443, SYN_SENT, false, None);
+    b.call(rep, op::TCP_CONNECT_CB, [0; 4], None);
+    b.state(rep, ESTABLISHED);
+    b.call(rep, op::ACTIVE_ESTABLISHED_CB, [0; 4], None);
+    b.rtt(rep, 120, 960);
+    b.state(rep, CLOSE);
+    b.state(child, CLOSE);
+    b.state(tfo, CLOSE);
+    // Listener close.
+    b.state(l4, CLOSE);
+    b.state(l, CLOSE);
+    b.ev
+}

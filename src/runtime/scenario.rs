@@ -1,0 +1,506 @@
+//! Scenarios: deterministic sequences of sock_ops hook calls (docs/SCENARIOS.md).
+//!
+//! A scenario is a list of [`Event`]s, written as JSON Lines (one event per line): sockets are
+//! declared, then hook calls and state changes refer to them. [`Runner`] plays the events on a
+//! [`Machine`] the way the kernel would reach the programs: per-socket state (cb flags, socket
+//! options, TX-timestamp arming, the header option space reserved for the next segment) is
+//! carried across events, the cb flags gate ops 8–15, `SK_BPF_CB_TX_TIMESTAMPING` and the skb's
+//! arming gate ops 16–20, and WRITE_HDR_OPT only runs when HDR_OPT_LEN reserved space.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::helpers::Record;
+use super::sockhelpers::{HookState, SockState};
+use super::sockops::{HookCall, HookOutcome, Skb, SockCommon, SockExtra, Socket, TcpFields, op};
+use super::{Fault, Machine};
+
+/// One line of a scenario.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Event {
+    /// Declares socket `id`. A request sock (`request`) or a passively created child names its
+    /// listener as `parent`: a request sock's calls are gated by the listener's flags, a child
+    /// inherits the listener's flags and options.
+    Socket {
+        id: u32,
+        /// 2 (AF_INET) or 10 (AF_INET6).
+        family: u16,
+        local: IpAddr,
+        local_port: u16,
+        remote: IpAddr,
+        remote_port: u16,
+        /// TCP state (`BPF_TCP_*`).
+        state: u8,
+        #[serde(default)]
+        request: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<u32>,
+        /// The SYN the socket saved (`TCP_SAVE_SYN`), hex TCP header with options.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        saved_syn: Option<String>,
+    },
+    /// One hook call. The runner decides whether the kernel would make it (gating).
+    Call {
+        sock: u32,
+        op: u32,
+        #[serde(default)]
+        args: [u32; 4],
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        skb: Option<SkbSpec>,
+        /// `syn_skb` (SYN-ACK header option ops): hex TCP header with options.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        syn: Option<String>,
+        /// PARSE_HDR_OPT: the segment carries an option the stack does not know.
+        #[serde(default, skip_serializing_if = "is_false")]
+        unknown_option: bool,
+        /// HDR_OPT_LEN: free option space (default 40).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        remaining: Option<u32>,
+        /// Virtual time advance before the call, ns.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        dt_ns: u64,
+    },
+    /// `tcp_set_state`: STATE_CB (if flagged) with the old and new state, then the change.
+    State {
+        sock: u32,
+        new: u8,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        dt_ns: u64,
+    },
+    /// New values of the socket's `tcp_sock` counters as the stack moved them.
+    Tcp {
+        sock: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snd_cwnd: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        srtt_us: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rtt_min: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mss_cache: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bytes_acked: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bytes_received: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data_segs_out: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        total_retrans: Option<u32>,
+    },
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// The packet of a call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkbSpec {
+    /// The bytes programs may read directly: a TCP header with options (hex), or "" for the
+    /// empty window of HDR_OPT_LEN and the TSTAMP ops.
+    #[serde(default)]
+    pub header: String,
+    #[serde(default)]
+    pub len: u32,
+    #[serde(default)]
+    pub tcp_flags: u8,
+    /// `TCP_SKB_CB(skb)->seq`: names the skb for TX timestamps.
+    #[serde(default)]
+    pub seq: u32,
+    #[serde(default)]
+    pub hwtstamp: u64,
+    /// TSTAMP SCHED/SND/ACK: the `tskey` of the skb (`seq + len - 1` of the skb armed in
+    /// SENDMSG); defaults to `seq + len - 1` of this skb.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tskey: Option<u32>,
+}
+
+/// Parses hex bytes ("" is empty).
+pub fn unhex(s: &str) -> Result<Vec<u8>, String> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if !s.len().is_multiple_of(2) {
+        return Err(format!("odd number of hex digits in `{s}`"));
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| format!("bad hex `{s}`")))
+        .collect()
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Reads a scenario in JSON Lines (blank lines and lines starting with `#` are skipped).
+pub fn parse_jsonl(text: &str) -> Result<Vec<Event>, String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1)))
+        .collect()
+}
+
+pub fn to_jsonl(events: &[Event]) -> String {
+    events
+        .iter()
+        .map(|e| serde_json::to_string(e).expect("events serialize") + "\n")
+        .collect()
+}
+
+/// A simulated socket between events.
+#[derive(Debug, Clone)]
+struct SimSock {
+    common: SockCommon,
+    request: bool,
+    parent: Option<u32>,
+    sock: SockState,
+    tcp: TcpFields,
+    /// Option bytes HDR_OPT_LEN reserved for the segment being built.
+    reserved: u32,
+    /// `tskey`s of skbs armed for TX timestamps.
+    armed: BTreeSet<u32>,
+}
+
+/// What one event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventResult {
+    /// Index of the event in the scenario.
+    pub index: usize,
+    pub sock: u32,
+    /// The op run, if the event is a call the kernel makes.
+    pub op: Option<u32>,
+    pub outcome: Option<HookOutcome>,
+    /// What the programs emitted (helper calls with their arguments when tracing).
+    pub records: Vec<Record>,
+}
+
+/// Plays events on a machine.
+pub struct Runner {
+    socks: BTreeMap<u32, SimSock>,
+    /// The programs of the cgroup, in run order.
+    pub programs: Vec<String>,
+}
+
+/// Why a scenario stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScenarioError {
+    /// The event itself is wrong (unknown socket, bad hex).
+    Event { index: usize, message: String },
+    /// A program faulted.
+    Fault { index: usize, fault: Box<Fault> },
+}
+
+impl std::fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScenarioError::Event { index, message } => write!(f, "event {index}: {message}"),
+            ScenarioError::Fault { index, fault } => write!(f, "event {index}: {fault}"),
+        }
+    }
+}
+
+fn addr(ip: IpAddr) -> ([u8; 4], [u8; 16]) {
+    match ip {
+        IpAddr::V4(a) => (a.octets(), [0; 16]),
+        IpAddr::V6(a) => ([0; 4], a.octets()),
+    }
+}
+
+/// The cookie of scenario socket `id` (virtual and deterministic).
+pub fn cookie_of(id: u32) -> u64 {
+    0x1000 + u64::from(id)
+}
+
+impl Runner {
+    pub fn new(programs: Vec<String>) -> Runner {
+        Runner {
+            socks: BTreeMap::new(),
+            programs,
+        }
+    }
+
+    /// Plays every event; stops at the first error.
+    pub fn run(
+        &mut self,
+        m: &mut Machine,
+        events: &[Event],
+    ) -> Result<Vec<EventResult>, ScenarioError> {
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| self.event(m, i, e))
+            .collect()
+    }
+
+    fn sock(&self, index: usize, id: u32) -> Result<&SimSock, ScenarioError> {
+        self.socks.get(&id).ok_or(ScenarioError::Event {
+            index,
+            message: format!("socket {id} is not declared"),
+        })
+    }
+
+    /// Plays one event.
+    pub fn event(
+        &mut self,
+        m: &mut Machine,
+        index: usize,
+        e: &Event,
+    ) -> Result<EventResult, ScenarioError> {
+        let bad = |message: String| ScenarioError::Event { index, message };
+        let mut result = EventResult {
+            index,
+            sock: 0,
+            op: None,
+            outcome: None,
+            records: Vec::new(),
+        };
+        match e {
+            Event::Socket {
+                id,
+                family,
+                local,
+                local_port,
+                remote,
+                remote_port,
+                state,
+                request,
+                parent,
+                saved_syn,
+            } => {
+                let (l4, l6) = addr(*local);
+                let (r4, r6) = addr(*remote);
+                let inherited = match parent {
+                    Some(p) => Some(self.sock(index, *p)?.sock.clone()),
+                    None => None,
+                };
+                let mut sock = match (&inherited, request) {
+                    (Some(s), false) => s.clone(),
+                    _ => SockState::default(),
+                };
+                sock.cookie = cookie_of(*id);
+                sock.family = *family;
+                sock.saved_syn = saved_syn.as_deref().map(unhex).transpose().map_err(bad)?;
+                let mut tcp = TcpFields {
+                    snd_cwnd: sock.snd_cwnd,
+                    ..TcpFields::default()
+                };
+                tcp.counters[4] = 1448;
+                result.sock = *id;
+                self.socks.insert(
+                    *id,
+                    SimSock {
+                        common: SockCommon {
+                            family: *family,
+                            local_ip4: l4,
+                            remote_ip4: r4,
+                            local_ip6: l6,
+                            remote_ip6: r6,
+                            local_port: *local_port,
+                            remote_port: *remote_port,
+                            state: *state,
+                        },
+                        request: *request,
+                        parent: *parent,
+                        sock,
+                        tcp,
+                        reserved: 0,
+                        armed: BTreeSet::new(),
+                    },
+                );
+            }
+            Event::Tcp {
+                sock,
+                snd_cwnd,
+                srtt_us,
+                rtt_min,
+                mss_cache,
+                bytes_acked,
+                bytes_received,
+                data_segs_out,
+                total_retrans,
+            } => {
+                self.sock(index, *sock)?;
+                let s = self.socks.get_mut(sock).expect("checked");
+                result.sock = *sock;
+                if let Some(v) = snd_cwnd {
+                    s.sock.snd_cwnd = *v;
+                }
+                let t = &mut s.tcp;
+                if let Some(v) = srtt_us {
+                    t.srtt_us = *v;
+                }
+                if let Some(v) = rtt_min {
+                    t.rtt_min = *v;
+                }
+                if let Some(v) = mss_cache {
+                    t.counters[4] = *v;
+                }
+                if let Some(v) = bytes_acked {
+                    t.bytes_acked = *v;
+                }
+                if let Some(v) = bytes_received {
+                    t.bytes_received = *v;
+                }
+                if let Some(v) = data_segs_out {
+                    t.counters[14] = *v;
+                    s.sock.data_segs_out = *v;
+                }
+                if let Some(v) = total_retrans {
+                    t.counters[10] = *v;
+                }
+            }
+            Event::State { sock, new, dt_ns } => {
+                let old = self.sock(index, *sock)?.common.state;
+                result.sock = *sock;
+                let call = Event::Call {
+                    sock: *sock,
+                    op: op::STATE_CB,
+                    args: [old.into(), (*new).into(), 0, 0],
+                    skb: None,
+                    syn: None,
+                    unknown_option: false,
+                    remaining: None,
+                    dt_ns: *dt_ns,
+                };
+                result = self.event(m, index, &call)?;
+                if let Some(s) = self.socks.get_mut(sock) {
+                    s.common.state = *new;
+                }
+            }
+            Event::Call {
+                sock,
+                op: o,
+                args,
+                skb,
+                syn,
+                unknown_option,
+                remaining,
+                dt_ns,
+            } => {
+                m.now_ns = m.now_ns.wrapping_add(*dt_ns);
+                result.sock = *sock;
+                let s = self.sock(index, *sock)?.clone();
+                // A request sock is gated by its listener's flags.
+                let gate_flags = match (s.request, s.parent) {
+                    (true, Some(p)) => self.sock(index, p)?.sock.cb_flags,
+                    _ => s.sock.cb_flags,
+                };
+                let skb_seq = skb.as_ref().map_or(0, |k| k.seq);
+                let skb_len = skb.as_ref().map_or(0, |k| k.len);
+                let tskey = skb
+                    .as_ref()
+                    .and_then(|k| k.tskey)
+                    .unwrap_or_else(|| skb_seq.wrapping_add(skb_len).wrapping_sub(1));
+                let fires = match *o {
+                    op::RTO_CB => gate_flags & 0x01 != 0,
+                    op::RETRANS_CB => gate_flags & 0x02 != 0,
+                    op::STATE_CB => gate_flags & 0x04 != 0,
+                    op::RTT_CB => gate_flags & 0x08 != 0,
+                    op::PARSE_HDR_OPT_CB => {
+                        gate_flags & 0x10 != 0 || (gate_flags & 0x20 != 0 && *unknown_option)
+                    }
+                    op::HDR_OPT_LEN_CB => gate_flags & 0x40 != 0,
+                    op::WRITE_HDR_OPT_CB => gate_flags & 0x40 != 0 && s.reserved > 0,
+                    op::TSTAMP_SENDMSG_CB => s.sock.sk_bpf_cb_flags & 1 != 0,
+                    op::TSTAMP_SCHED_CB
+                    | op::TSTAMP_SND_SW_CB
+                    | op::TSTAMP_SND_HW_CB
+                    | op::TSTAMP_ACK_CB => s.armed.contains(&tskey),
+                    0 | 21.. => return Err(bad(format!("op {o} is never called"))),
+                    _ => true,
+                };
+                if !fires {
+                    return Ok(result);
+                }
+                let window = match skb {
+                    Some(k) => Some(unhex(&k.header).map_err(bad)?),
+                    None => None,
+                };
+                let call = HookCall {
+                    op: *o,
+                    args: *args,
+                    socket: if s.request {
+                        Socket::Request {
+                            common: s.common.clone(),
+                        }
+                    } else {
+                        let mut tcp = s.tcp.clone();
+                        tcp.snd_cwnd = s.sock.snd_cwnd;
+                        tcp.cb_flags = s.sock.cb_flags;
+                        Socket::Full {
+                            common: s.common.clone(),
+                            tcp,
+                            extra: SockExtra {
+                                sk_type: 1,
+                                protocol: 6,
+                                rx_queue_mapping: -1,
+                                ..SockExtra::default()
+                            },
+                        }
+                    },
+                    locked: *o < op::TSTAMP_SCHED_CB,
+                    skb: match (skb, &window) {
+                        (Some(k), Some(w)) => Some(Skb {
+                            window: w.clone(),
+                            len: k.len,
+                            tcp_flags: k.tcp_flags,
+                            hwtstamp: k.hwtstamp,
+                        }),
+                        _ => None,
+                    },
+                };
+                let mut state = HookState::for_call(&call);
+                state.sock = s.sock.clone();
+                state.syn = syn.as_deref().map(unhex).transpose().map_err(bad)?;
+                state.skb_seq = skb_seq;
+                state.skb_len = skb_len;
+                state.remaining_opt_len = match *o {
+                    op::WRITE_HDR_OPT_CB => s.reserved,
+                    _ => remaining.unwrap_or(40),
+                };
+                if (op::TSTAMP_SCHED_CB..=op::TSTAMP_ACK_CB).contains(o) {
+                    state.tskey = tskey;
+                    state.tx_armed = true;
+                }
+                let programs: Vec<&str> = self.programs.iter().map(String::as_str).collect();
+                let first_record = m.records.len();
+                let (outcome, state) =
+                    m.run_hook_with(&programs, &call, state)
+                        .map_err(|f| ScenarioError::Fault {
+                            index,
+                            fault: Box::new(f),
+                        })?;
+                result.records = m.records.split_off(first_record);
+                let sm = self.socks.get_mut(sock).expect("checked");
+                if !sm.request {
+                    sm.sock = state.sock.clone();
+                    if call.is_locked() {
+                        sm.tcp.sk_txhash = outcome.sk_txhash;
+                    }
+                }
+                match *o {
+                    op::HDR_OPT_LEN_CB => sm.reserved = outcome.hdr_reserved,
+                    op::WRITE_HDR_OPT_CB => sm.reserved = 0,
+                    op::TSTAMP_SENDMSG_CB if state.tx_armed => {
+                        sm.armed.insert(state.tskey);
+                    }
+                    op::TSTAMP_ACK_CB => {
+                        sm.armed.remove(&tskey);
+                    }
+                    _ => {}
+                }
+                result.op = Some(*o);
+                result.outcome = Some(outcome);
+            }
+        }
+        Ok(result)
+    }
+}
