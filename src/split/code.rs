@@ -152,8 +152,3 @@ pub fn remove(code: &mut Vec<CInsn>, drop: &[bool]) {
         code.push(c);
     }
 }
-
-/// Counts instructions the way the analysis does (`ld_imm64` once).
-pub fn insn_count(code: &[CInsn]) -> usize {
-    code.len()
-}

@@ -448,7 +448,6 @@ pub fn split(obj: &Object) -> Result<SplitPlan, Error> {
                     .cloned()
                     .collect(),
             });
-            let _ = pi;
         }
         // Name the per-op programs, add guards.
         let mut vt = VTable {

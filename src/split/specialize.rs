@@ -123,7 +123,10 @@ fn mask(v: u64, size: Size) -> u64 {
     }
 }
 
-/// Helpers that only read the stack memory their pointer arguments point to.
+/// Helpers that only read the stack memory their pointer arguments point to: map lookup, update
+/// and delete (1-3), trace_printk (6), tail_call (12), perf_event_output (25), setsockopt (49),
+/// sk_storage_get (107, its initial value), ringbuf_output (130), store_hdr_opt (143). A stack
+/// slot passed to any other helper may be written, so its known value is forgotten.
 fn reads_stack_only(id: i32) -> bool {
     matches!(id, 1 | 2 | 3 | 6 | 12 | 25 | 49 | 107 | 130 | 143)
         || id == helper::SOCK_OPS_CB_FLAGS_SET
@@ -561,7 +564,6 @@ pub fn run(inp: &Input<'_>) -> Output {
         };
         for i in blk.start..blk.end {
             let si = f.insns[i];
-            let before = st.clone();
             let flow = cx.transfer(i, &mut st, true);
             let mut c = CInsn {
                 insn: si.insn,
@@ -587,7 +589,7 @@ pub fn run(inp: &Input<'_>) -> Output {
                 }
             } else if c.reloc.is_none()
                 && !f.load_time_imm.contains(&si.slot)
-                && let Some(new) = folded(&si.insn, &before, &st)
+                && let Some(new) = folded(&si.insn, &st)
             {
                 c.insn = new;
             }
@@ -619,7 +621,7 @@ pub fn run(inp: &Input<'_>) -> Output {
 }
 
 /// The immediate move that replaces an instruction whose result is a known constant.
-fn folded(insn: &Insn, _before: &St, after: &St) -> Option<Insn> {
+fn folded(insn: &Insn, after: &St) -> Option<Insn> {
     let (dst, w32) = match *insn {
         Insn::Alu { width, dst, .. } => (dst, width == Width::W32),
         Insn::Neg { width, dst } => (dst, width == Width::W32),
