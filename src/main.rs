@@ -84,6 +84,21 @@ enum Command {
     },
     /// Detach and remove everything `opsplit load --pin DIR` created in DIR (and nothing else).
     Unload { dir: PathBuf },
+    /// Run ORIGINAL and CANDIDATE in the embedded runtime on the same scenario events and
+    /// compare everything observable (docs/SCENARIOS.md). Exit 3 on any difference.
+    Verify {
+        original: PathBuf,
+        candidate: PathBuf,
+        /// One built-in scenario (default: all of them).
+        #[arg(long, conflicts_with = "trace")]
+        scenario: Option<String>,
+        /// Events from a JSON Lines file.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_op(s: &str) -> Result<u8, String> {
@@ -157,6 +172,26 @@ fn main() -> ExitCode {
             )
         }
         Command::Unload { dir } => cli::load::unload(&dir, &mut std::io::stdout()),
+        Command::Verify {
+            original,
+            candidate,
+            scenario,
+            trace,
+            json,
+        } => {
+            let opts = cli::verify::VerifyOptions {
+                scenario,
+                trace,
+                json,
+            };
+            match cli::verify::run(&original, &candidate, &opts, &mut std::io::stdout()) {
+                Ok(exit) => exit,
+                Err(e) => {
+                    eprintln!("opsplit: {e}");
+                    Exit::Input
+                }
+            }
+        }
     };
     ExitCode::from(exit as u8)
 }

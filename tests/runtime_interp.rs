@@ -1322,12 +1322,12 @@ fn call_traces_show_pointers_by_region_and_offset() {
                     stack(496),
                     CallArg::Scalar(0),
                 ],
-                ret: 0,
+                ret: CallArg::Scalar(0),
             },
             Record::Call {
                 name: "bpf_ktime_get_ns".into(),
                 args: vec![],
-                ret: 42,
+                ret: CallArg::Scalar(42),
             },
         ]
     );

@@ -7,6 +7,7 @@ pub mod convert;
 pub mod dump;
 pub mod inspect;
 pub mod load;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 

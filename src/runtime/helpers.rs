@@ -68,7 +68,8 @@ pub enum Record {
     Call {
         name: String,
         args: Vec<CallArg>,
-        ret: u64,
+        /// The result; a pointer as (region kind, offset), like the arguments.
+        ret: CallArg,
     },
 }
 
@@ -645,25 +646,29 @@ pub(crate) fn call_helper(m: &mut Machine, h: &Helper, args: [u64; 5]) -> Result
     if !m.trace_calls {
         return (h.f)(m, args);
     }
+    let as_arg = |m: &Machine, v: u64| match m.memory.kind_of(v) {
+        Some(kind) => CallArg::Pointer {
+            kind,
+            offset: split_pointer(v).1,
+        },
+        None => CallArg::Scalar(v),
+    };
     let traced = args[..usize::from(h.args.min(5))]
         .iter()
-        .map(|&v| match m.memory.kind_of(v) {
-            Some(kind) => CallArg::Pointer {
-                kind,
-                offset: split_pointer(v).1,
-            },
-            None => CallArg::Scalar(v),
-        })
+        .map(|&v| as_arg(m, v))
         .collect();
     let at = m.records.len();
     m.records.push(Record::Call {
         name: h.name.clone(),
         args: traced,
-        ret: 0,
+        ret: CallArg::Scalar(0),
     });
     let r = (h.f)(m, args);
-    if let (Ok(v), Some(Record::Call { ret, .. })) = (&r, m.records.get_mut(at)) {
-        *ret = *v;
+    if let Ok(v) = &r {
+        let arg = as_arg(m, *v);
+        if let Some(Record::Call { ret, .. }) = m.records.get_mut(at) {
+            *ret = arg;
+        }
     }
     r
 }

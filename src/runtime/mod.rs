@@ -43,6 +43,7 @@ pub mod memory;
 pub mod scenario;
 pub mod sockhelpers;
 pub mod sockops;
+pub mod verify;
 
 use std::fmt;
 use std::sync::Arc;

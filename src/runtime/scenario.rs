@@ -227,6 +227,23 @@ impl Runner {
         }
     }
 
+    /// Every socket's state now: (TCP state, options and flags, armed TX timestamp keys).
+    pub fn sock_states(&self) -> BTreeMap<u32, (u8, SockState, Vec<u32>)> {
+        self.socks
+            .iter()
+            .map(|(id, s)| {
+                (
+                    *id,
+                    (
+                        s.common.state,
+                        s.sock.clone(),
+                        s.armed.iter().copied().collect(),
+                    ),
+                )
+            })
+            .collect()
+    }
+
     /// Plays every event; stops at the first error.
     pub fn run(
         &mut self,
