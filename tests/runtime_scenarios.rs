@@ -1,0 +1,141 @@
+//! Scenarios: the built-in ones reach every op 1..=20, round-trip through JSON Lines, and the
+//! runner carries socket state across events (cb-flag gating of ops 8–15, TX-timestamp arming,
+//! header option space from HDR_OPT_LEN to WRITE_HDR_OPT, inherited listener flags).
+
+use std::collections::BTreeSet;
+
+use opsplit::obj::Object;
+use opsplit::runtime::scenario::{Event, Runner, parse_jsonl, to_jsonl};
+use opsplit::runtime::{Config, Machine, builtin};
+
+const PROBE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/probe/probe_helpers.o"
+);
+
+fn machine(path: &str) -> Machine {
+    let obj = Object::parse(&std::fs::read(path).unwrap()).unwrap();
+    Machine::sock_ops(&obj, Config::default()).unwrap()
+}
+
+fn fixture(name: &str) -> String {
+    format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The probe sets every cb flag and arms TX timestamps, so every call the scenario offers fires.
+#[test]
+fn the_built_in_scenarios_reach_every_op() {
+    let mut ops = BTreeSet::new();
+    for name in builtin::SCENARIOS {
+        let mut m = machine(PROBE);
+        let rs = Runner::new(vec!["probe_helpers".into()])
+            .run(&mut m, &builtin::scenario(name).unwrap())
+            .unwrap();
+        ops.extend(rs.iter().filter_map(|r| r.op));
+    }
+    assert_eq!(ops, (1..=20).collect::<BTreeSet<u32>>());
+}
+
+#[test]
+fn scenarios_round_trip_through_json_lines() {
+    for name in builtin::SCENARIOS {
+        let events = builtin::scenario(name).unwrap();
+        let text = to_jsonl(&events);
+        assert_eq!(text.lines().count(), events.len());
+        assert_eq!(parse_jsonl(&text).unwrap(), events, "{name}");
+    }
+    let err = parse_jsonl("# comment\n{\"kind\":\"call\",\"sock\":1,\"op\":3,\"bogus\":1}\n")
+        .unwrap_err();
+    assert!(err.starts_with("line 2:"), "{err}");
+}
+
+const SOCKET: &str = r#"{"kind":"socket","id":1,"family":2,"local":"10.0.0.1","local_port":4000,"remote":"10.0.0.2","remote_port":80,"state":2}"#;
+
+/// rto_retrans sets RTO/RETRANS/STATE flags only once established: before that, RTO_CB and
+/// STATE_CB are not called at all.
+#[test]
+fn cb_flags_set_by_a_program_gate_later_ops() {
+    let mut m = machine(&fixture("rto_retrans.o"));
+    let events = parse_jsonl(&format!(
+        "{SOCKET}\n\
+         {{\"kind\":\"call\",\"sock\":1,\"op\":8,\"args\":[1,50,0,0]}}\n\
+         {{\"kind\":\"state\",\"sock\":1,\"new\":1}}\n\
+         {{\"kind\":\"call\",\"sock\":1,\"op\":4}}\n\
+         {{\"kind\":\"call\",\"sock\":1,\"op\":8,\"args\":[1,50,0,0]}}\n\
+         {{\"kind\":\"state\",\"sock\":1,\"new\":7}}\n"
+    ))
+    .unwrap();
+    let rs = Runner::new(vec!["rto_retrans".into()])
+        .run(&mut m, &events)
+        .unwrap();
+    let fired: Vec<Option<u32>> = rs.iter().map(|r| r.op).collect();
+    assert_eq!(fired, vec![None, None, None, Some(4), Some(8), Some(10)]);
+}
+
+/// tx_tstamp arms SK_BPF_CB_TX_TIMESTAMPING when established and enables the skb in SENDMSG;
+/// SCHED fires only for the armed skb, and the program finds its entry by the skb's tskey.
+#[test]
+fn tx_timestamps_fire_only_for_armed_skbs() {
+    let mut m = machine(&fixture("tx_tstamp.o"));
+    let stamp = |op: u32, seq: u32, len: u32| {
+        format!(
+            "{{\"kind\":\"call\",\"sock\":1,\"op\":{op},\"skb\":{{\"len\":{len},\"seq\":{seq}}}}}"
+        )
+    };
+    let text = [
+        SOCKET.to_string(),
+        stamp(20, 1000, 100), // not armed yet: no call
+        "{\"kind\":\"state\",\"sock\":1,\"new\":1}".into(),
+        "{\"kind\":\"call\",\"sock\":1,\"op\":4}".into(),
+        stamp(20, 1000, 100),
+        stamp(16, 1000, 100), // tskey 1099: armed
+        stamp(16, 5000, 100), // never armed
+        stamp(19, 1000, 100),
+        stamp(19, 1000, 100), // ACK consumed the arming
+    ]
+    .join("\n");
+    let rs = Runner::new(vec!["tx_tstamp".into()])
+        .run(&mut m, &parse_jsonl(&text).unwrap())
+        .unwrap();
+    let fired: Vec<Option<u32>> = rs.iter().map(|r| r.op).collect();
+    assert_eq!(
+        fired,
+        vec![
+            None,
+            None,
+            None,
+            Some(4),
+            Some(20),
+            Some(16),
+            None,
+            Some(19),
+            None
+        ]
+    );
+    // SCHED and ACK found the SENDMSG entry by (cookie, tskey): untracked stays 0 and the
+    // entry is gone after ACK.
+    let bss = m.map_index(".bss").unwrap();
+    let untracked = &m.maps[bss].entries(&m.memory)[0].1;
+    assert_eq!(untracked[..8], [0; 8]);
+    let inflight = m.map_index("inflight").unwrap();
+    assert!(m.maps[inflight].entries(&m.memory).is_empty());
+}
+
+#[test]
+fn a_child_inherits_the_listener_flags_and_bad_events_are_reported() {
+    let mut m = machine(PROBE);
+    let text = format!(
+        "{SOCKET}\n{{\"kind\":\"call\",\"sock\":1,\"op\":3}}\n\
+         {{\"kind\":\"socket\",\"id\":2,\"family\":2,\"local\":\"10.0.0.1\",\"local_port\":4000,\"remote\":\"10.0.0.2\",\"remote_port\":80,\"state\":3,\"parent\":1}}\n\
+         {{\"kind\":\"call\",\"sock\":2,\"op\":12,\"args\":[10,80,0,0]}}\n"
+    );
+    let rs = Runner::new(vec!["probe_helpers".into()])
+        .run(&mut m, &parse_jsonl(&text).unwrap())
+        .unwrap();
+    assert_eq!(rs[3].op, Some(12), "RTT_CB on the child: flags inherited");
+    let bad: Vec<Event> = parse_jsonl("{\"kind\":\"call\",\"sock\":9,\"op\":3}").unwrap();
+    let e = Runner::new(vec!["probe_helpers".into()])
+        .run(&mut m, &bad)
+        .unwrap_err();
+    assert_eq!(e.to_string(), "event 0: socket 9 is not declared");
+}
