@@ -66,6 +66,9 @@ fn json_report_has_scenarios_ops_and_the_difference() {
     assert_eq!(s["per_op"]["11"], 1, "{s}");
     assert_eq!(s["difference"]["op"], 11, "{s}");
     assert!(s["difference"]["event"].is_u64(), "{s}");
+    // Located at the original's instruction with its source line.
+    let at = s["difference"]["original_at"].as_str().unwrap();
+    assert!(at.contains("slot ") && at.contains("hdr_opt.c:"), "{at}");
     assert!(
         s["difference"]["original"]
             .as_str()

@@ -80,6 +80,12 @@ pub fn render_text(r: &Report) -> String {
                     d.original,
                     d.candidate
                 ));
+                if let Some(at) = &d.original_at {
+                    s.push_str(&format!("    original at:  {at}\n"));
+                }
+                if let Some(at) = &d.candidate_at {
+                    s.push_str(&format!("    candidate at: {at}\n"));
+                }
             }
         }
     }

@@ -70,7 +70,33 @@ pub enum Record {
         args: Vec<CallArg>,
         /// The result; a pointer as (region kind, offset), like the arguments.
         ret: CallArg,
+        /// Where the call is: program, function, slot and source line.
+        at: Option<Box<CallSite>>,
     },
+}
+
+/// The instruction of a traced call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallSite {
+    pub program: String,
+    pub function: String,
+    pub slot: usize,
+    /// `file:line: text` when the object has line info.
+    pub line: Option<String>,
+}
+
+impl fmt::Display for CallSite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "program `{}`, function `{}`, slot {}",
+            self.program, self.function, self.slot
+        )?;
+        if let Some(l) = &self.line {
+            write!(f, " ({l})")?;
+        }
+        Ok(())
+    }
 }
 
 /// A call argument in a trace: pointers as (region kind, offset), which two machines running
@@ -658,10 +684,12 @@ pub(crate) fn call_helper(m: &mut Machine, h: &Helper, args: [u64; 5]) -> Result
         .map(|&v| as_arg(m, v))
         .collect();
     let at = m.records.len();
+    let site = super::interp::current_site(m);
     m.records.push(Record::Call {
         name: h.name.clone(),
         args: traced,
         ret: CallArg::Scalar(0),
+        at: Some(Box::new(site)),
     });
     let r = (h.f)(m, args);
     if let Ok(v) = &r {

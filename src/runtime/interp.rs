@@ -900,6 +900,24 @@ fn compile(
     })
 }
 
+/// The instruction a helper is being called from.
+pub(crate) fn current_site(m: &Machine) -> super::helpers::CallSite {
+    let f = locate(
+        m,
+        &m.image,
+        m.run.cur_pc,
+        FaultKind::Unsupported(String::new()),
+    );
+    super::helpers::CallSite {
+        program: f.program,
+        function: f.function,
+        slot: f.slot,
+        line: f
+            .line
+            .map(|l| format!("{}:{}: {}", l.file, l.line, l.text.trim())),
+    }
+}
+
 fn locate(m: &Machine, image: &Image, pc: usize, kind: FaultKind) -> Fault {
     let (fi, slot) = image.loc.get(pc).copied().unwrap_or((0, 0));
     let f = &image.funcs[fi as usize];

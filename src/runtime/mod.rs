@@ -48,7 +48,7 @@ pub mod verify;
 use std::fmt;
 use std::sync::Arc;
 
-pub use helpers::{CallArg, Helper, HelperError, HelperFn, HelperTable, Record};
+pub use helpers::{CallArg, CallSite, Helper, HelperError, HelperFn, HelperTable, Record};
 pub use maps::{MapError, MapState};
 pub use memory::{
     Access, AccessFault, AccessRule, Memory, Region, RegionId, RegionKind, pointer, split_pointer,

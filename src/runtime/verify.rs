@@ -33,6 +33,12 @@ pub struct Difference {
     pub what: String,
     pub original: String,
     pub candidate: String,
+    /// The instruction (program, function, slot, source line) on each side, when the
+    /// difference is in a helper call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidate_at: Option<String>,
 }
 
 /// Per scenario: events compared per op, and the first difference.
@@ -151,7 +157,9 @@ fn record_text(m: &Machine, r: &Record) -> String {
         },
     };
     match r {
-        Record::Call { name, args, ret } => format!(
+        Record::Call {
+            name, args, ret, ..
+        } => format!(
             "{name}({}) = {}",
             args.iter().map(arg).collect::<Vec<_>>().join(", "),
             arg(ret)
@@ -162,6 +170,18 @@ fn record_text(m: &Machine, r: &Record) -> String {
             format!("perf {} cpu {cpu} {}", map(*i), hex(data))
         }
     }
+}
+
+/// The location of each traced call of an event, by `call #i` label.
+fn sites(r: &EventResult) -> BTreeMap<String, String> {
+    r.records
+        .iter()
+        .enumerate()
+        .filter_map(|(i, rec)| match rec {
+            Record::Call { at: Some(at), .. } => Some((format!("call #{i}"), at.to_string())),
+            _ => None,
+        })
+        .collect()
 }
 
 /// What the kernel takes from one event, as text lines to compare.
@@ -220,6 +240,8 @@ fn verify_scenario(
             what: what.to_string(),
             original: a,
             candidate: b,
+            original_at: None,
+            candidate_at: None,
         })
     };
     for (i, e) in events.iter().enumerate() {
@@ -247,7 +269,24 @@ fn verify_scenario(
         let (oa, ob) = (observed(&ma, &a), observed(&mb, &b));
         if oa != ob {
             let (what, x, y) = first_mismatch(&oa, &ob);
+            let (sa, sb) = (sites(&a), sites(&b));
+            let label = if what == "event" {
+                format!("call #{}", a.records.len().min(b.records.len()))
+            } else {
+                what.clone()
+            };
             report.difference = diff(Some(i), a.op.or(b.op).or(event_op(e)), &what, x, y);
+            if let Some(d) = report.difference.as_mut() {
+                d.original_at = sa.get(&label).cloned();
+                d.candidate_at = sb.get(&label).cloned();
+                if let Some(at) = d.candidate_at.as_ref().or(d.original_at.as_ref()) {
+                    d.program = at
+                        .split('`')
+                        .nth(1)
+                        .map(str::to_string)
+                        .or(d.program.take());
+                }
+            }
             report.per_op = per_op;
             return Ok(report);
         }
