@@ -193,6 +193,32 @@ fn every_fixture_is_accepted_unmutated() {
     }
 }
 
+/// Inputs the long run found (each once crashed the reader or broke the round trip), kept as
+/// they were found.
+#[test]
+fn saved_fuzz_findings_stay_fixed() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz-regressions");
+    let expected = [
+        (
+            "reloc-inside-instruction.o",
+            "not at an instruction boundary",
+        ),
+        ("legacy-map-without-name.o", "has no symbol name"),
+    ];
+    for (file, message) in expected {
+        let bytes = std::fs::read(dir.join(file)).expect("regression input");
+        exercise(&bytes);
+        let text = match Object::parse(&bytes) {
+            Err(e) => e.to_string(),
+            Ok(obj) => match obj.write() {
+                Err(e) => e.to_string(),
+                Ok(_) => "written".to_string(),
+            },
+        };
+        assert!(text.contains(message), "{file}: {text}");
+    }
+}
+
 #[test]
 fn mutator_changes_its_input() {
     let corpus = corpus();

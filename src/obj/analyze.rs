@@ -212,13 +212,19 @@ fn classify_relocations(obj: &mut Object) -> Result<(), Error> {
                 })
                 .ok_or_else(|| bad("not inside any function".into()))?;
             let f = &obj.functions[fid];
+            // Code relocations patch whole instructions: one that starts inside an instruction
+            // (or runs past the section) cannot be applied by any loader.
+            if rel.offset % RawInsn::SIZE as u64 != 0 {
+                return Err(bad("not at an instruction boundary".into()));
+            }
             let slot = ((rel.offset - f.offset) / RawInsn::SIZE as u64) as usize;
             let at = rel.offset as usize;
-            let raw = RawInsn::from_le_bytes(
-                sec.data[at..at + RawInsn::SIZE]
-                    .try_into()
-                    .expect("relocation range checked on reading"),
-            );
+            let bytes: [u8; RawInsn::SIZE] = sec
+                .data
+                .get(at..at + RawInsn::SIZE)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| bad("instruction runs past the end of the section".into()))?;
+            let raw = RawInsn::from_le_bytes(bytes);
             let target = reloc::classify(obj, sec_id, index, rel, &raw)?;
             let kind = match target {
                 Target::Map { section, offset } => {

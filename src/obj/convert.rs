@@ -138,6 +138,17 @@ fn convert_legacy_maps(obj: &mut Object) -> Result<(), Error> {
         }
         // BTF map definitions spell "unspecified" as a missing `type`, so type 0 would come back
         // as a different, broken definition; the kernel refuses to create it anyway.
+        // A BTF map is a named VAR; libbpf refuses an empty name.
+        if m.name.is_empty() {
+            return Err(Error::Map {
+                map: "(unnamed)".into(),
+                message: format!(
+                    "the legacy map at offset {:#x} of `maps` has no symbol name, so it cannot \
+                     be converted to a BTF-defined map",
+                    m.offset
+                ),
+            });
+        }
         if def.map_type == 0 {
             return Err(Error::Map {
                 map: m.name.clone(),
