@@ -1,5 +1,5 @@
 //! The built-in scenarios (docs/SCENARIOS.md): `loopback` follows the call sites of the kernel
-//! test workload (tests/kernel_harness) for IPv4 and IPv6; `edges` reaches the paths loopback
+//! test workload (tests/kernel_harness) for IPv4 and IPv6, its lossy connection included; `edges` reaches the paths loopback
 //! cannot (syncookies, TCP Fast Open, TCP_REPAIR, `tcp_current_mss`, a v4-mapped peer on a
 //! dual-stack listener, retransmits and RTO with `expired`, listener close, RST, hardware TX
 //! timestamps, TCP-NV's BASE_RTT). Together they reach every op 1..=20.
@@ -332,7 +332,8 @@ impl B {
     }
 }
 
-fn loopback_family(b: &mut B, f: &Flow, sport: u16, cbase: u16, refused: u16) {
+fn loopback_family(b: &mut B, f: &Flow, ports: [u16; 3], cbase: u16) {
+    let [sport, lossy, refused] = ports;
     let back = Flow {
         family: f.family,
         local: f.remote,
@@ -365,6 +366,47 @@ fn loopback_family(b: &mut B, f: &Flow, sport: u16, cbase: u16, refused: u16) {
     );
     b.state(r, CLOSE);
     b.state(l, CLOSE);
+    // A listener whose inbound data is dropped twice: the tail-loss probe is a retransmit, then
+    // the RTO fires and the segment is retransmitted again before it gets through.
+    let ll = b.socket(&back, lossy, 0, LISTEN, false, None);
+    b.call(ll, op::TCP_LISTEN_CB, [0; 4], None);
+    let cp = cbase + 3;
+    let (c, s) = b.open(f, ll, cp, lossy);
+    b.call(c, op::TSTAMP_SENDMSG_CB, [0; 4], bare(1000, ACK, 1001));
+    b.hdr(
+        c,
+        tcp(cp, lossy, 1001, PSH_ACK, &[&TS_OPTS]),
+        1000,
+        PSH_ACK,
+        1001,
+    );
+    b.hdr(
+        c,
+        tcp(cp, lossy, 1001, PSH_ACK, &[&TS_OPTS]),
+        1000,
+        PSH_ACK,
+        1001,
+    );
+    b.call(c, op::RETRANS_CB, [1001, 1, 0, 0], None);
+    b.call(c, op::RTO_CB, [0, 50, 0, 0], None);
+    b.hdr(
+        c,
+        tcp(cp, lossy, 1001, PSH_ACK, &[&TS_OPTS]),
+        1000,
+        PSH_ACK,
+        1001,
+    );
+    b.call(c, op::RETRANS_CB, [1001, 1, 0, 0], None);
+    let hp = tcp(cp, lossy, 1001, PSH_ACK, &[&TS_OPTS, &PEER_OPT]);
+    b.call(
+        s,
+        op::PARSE_HDR_OPT_CB,
+        [0; 4],
+        skb(hp, 1000, PSH_ACK, 1001),
+    );
+    b.hdr(s, tcp(lossy, cp, 5001, ACK, &[&TS_OPTS]), 0, ACK, 5001);
+    b.close(c, s, cp, lossy);
+    b.state(ll, CLOSE);
 }
 
 fn loopback() -> Vec<Event> {
@@ -379,8 +421,8 @@ fn loopback() -> Vec<Event> {
         local: "::1".parse().expect("ip"),
         remote: "::1".parse().expect("ip"),
     };
-    loopback_family(&mut b, &v4, 7101, 41001, 7109);
-    loopback_family(&mut b, &v6, 7201, 42001, 7209);
+    loopback_family(&mut b, &v4, [7101, 7102, 7109], 41001);
+    loopback_family(&mut b, &v6, [7201, 7202, 7209], 42001);
     b.ev
 }
 
