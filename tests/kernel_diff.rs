@@ -290,6 +290,46 @@ fn differential_detects_a_program_that_behaves_differently() {
     );
 }
 
+/// The workload's induced loss really makes RTO_CB and RETRANS_CB fire, in both families:
+/// rto_retrans.c reports every connection that saw either when it closes (`struct loss_event`).
+#[test]
+fn induced_loss_fires_rto_and_retrans_in_both_families() {
+    if !kernel_test_gate("induced_loss_fires_rto_and_retrans_in_both_families") {
+        return;
+    }
+    let _s = Session::start();
+    let bytes = loadable(&fixtures_dir().join("rto_retrans.o"));
+    let side = diff::run_side(&bytes, "rto_retrans.o", "loss", BUDGET).expect("workload");
+    let events = side
+        .maps
+        .iter()
+        .find(|m| m.name == "events")
+        .expect("events ring buffer");
+    let u32_at = |v: &[u8], off: usize| u32::from_le_bytes(v[off..off + 4].try_into().unwrap());
+    // struct loss_event: cookie@0 op@8 reason@12 rtos@16 retrans_segs@20 retrans_failed@24
+    // daddr4@28 (0 for IPv6).
+    let lossy: Vec<(u32, u32, u32)> = events
+        .entries
+        .iter()
+        .filter(|e| u32_at(&e.value, 12) == 3)
+        .map(|e| {
+            (
+                u32_at(&e.value, 16),
+                u32_at(&e.value, 20),
+                u32_at(&e.value, 28),
+            )
+        })
+        .collect();
+    for (family, v4) in [("IPv4", true), ("IPv6", false)] {
+        assert!(
+            lossy
+                .iter()
+                .any(|(rtos, retrans, d)| (*d != 0) == v4 && *rtos >= 1 && *retrans >= 1),
+            "{family}: no connection closed with both an RTO and a retransmission: {lossy:?}"
+        );
+    }
+}
+
 /// The comparison itself, on synthetic dumps: a normalised range hides a difference, anything
 /// else — a value outside the range, a different key, a missing entry — is reported; cookies
 /// are compared by creation order.

@@ -7,9 +7,10 @@
 //!    orderly close (client first);
 //! 2. one connection reset by the client (SO_LINGER 0);
 //! 3. a connect to a port without listener (refused by RST);
-//! 4. a second listener whose inbound data segments are dropped by nftables (the first two of
-//!    them: the original transmission and the tail-loss probe), so the retransmission timer fires
-//!    (RTO_CB) and the segment is retransmitted (RETRANS_CB) before it gets through.
+//! 4. a second listener whose inbound data segments are dropped by nftables in the input hook
+//!    (the first two of them: the original transmission and the tail-loss probe), so the
+//!    retransmission timer fires (RTO_CB) and the segment is retransmitted (RETRANS_CB) before
+//!    it gets through.
 //!
 //! The child joins the cgroup before it creates any socket, then enters the namespace.
 
@@ -47,10 +48,13 @@ const FAMILIES: [Family; 2] = [
 
 /// Segments toward the lossy ports that carry data (longer than 500 bytes on the wire) are
 /// dropped until 2500 bytes have been dropped: the 1000-byte segment and its first retransmission
-/// (the loss probe), per port.
+/// (the loss probe), per port. They are dropped on the way *in*: a drop in the output hook is
+/// reported to TCP as a transmit error (-EPERM), which keeps the segment unsent and retries it
+/// from the probe timer, so neither RTO_CB nor RETRANS_CB would fire. Dropped on input, the
+/// segment was sent and is lost, as on a real network.
 pub fn nft_rules() -> String {
     let mut s = String::from(
-        "table inet opsplit_loss {\n  chain out {\n    type filter hook output priority 0; policy accept;\n",
+        "table inet opsplit_loss {\n  chain in {\n    type filter hook input priority 0; policy accept;\n",
     );
     for f in &FAMILIES {
         s.push_str(&format!(
