@@ -144,11 +144,36 @@ impl B {
             syn: None,
             unknown_option: false,
             remaining: None,
+            peer: None,
             dt_ns: 10_000,
         });
     }
 
-    fn call_syn(&mut self, sock: u32, o: u32, args: [u32; 4], skb: Option<SkbSpec>, syn: String) {
+    /// A call on a segment `peer` sent: `peer`'s written options travel with it.
+    fn recv(&mut self, sock: u32, o: u32, skb: Option<SkbSpec>, peer: u32) {
+        self.ev.push(Event::Call {
+            sock,
+            op: o,
+            args: [0; 4],
+            skb,
+            syn: None,
+            unknown_option: false,
+            remaining: None,
+            peer: Some(peer),
+            dt_ns: 10_000,
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn call_syn(
+        &mut self,
+        sock: u32,
+        o: u32,
+        args: [u32; 4],
+        skb: Option<SkbSpec>,
+        syn: String,
+        peer: Option<u32>,
+    ) {
         self.ev.push(Event::Call {
             sock,
             op: o,
@@ -157,6 +182,7 @@ impl B {
             syn: Some(syn),
             unknown_option: false,
             remaining: Some(20),
+            peer,
             dt_ns: 10_000,
         });
     }
@@ -234,6 +260,7 @@ impl B {
             [0; 4],
             bare(0, SYN_ACK, 5000),
             synp.clone(),
+            Some(c),
         );
         let sa = tcp(sport, cport, 5000, SYN_ACK, &[&SYN_OPTS]);
         self.call_syn(
@@ -242,27 +269,18 @@ impl B {
             [0; 4],
             skb(sa, 0, SYN_ACK, 5000),
             synp,
+            Some(c),
         );
         self.call(r, op::NEEDS_ECN, [0; 4], None);
         self.rtt(c, 95, 760);
         self.state(c, ESTABLISHED);
         let sap = tcp(sport, cport, 5000, SYN_ACK, &[&SYN_OPTS, &PEER_OPT]);
-        self.call(
-            c,
-            op::ACTIVE_ESTABLISHED_CB,
-            [0; 4],
-            skb(sap, 0, SYN_ACK, 5000),
-        );
+        self.recv(c, op::ACTIVE_ESTABLISHED_CB, skb(sap, 0, SYN_ACK, 5000), r);
         self.hdr(c, tcp(cport, sport, 1001, ACK, &[&TS_OPTS]), 0, ACK, 1001);
         let s = self.socket(&back, sport, cport, SYN_RECV, false, Some(l));
         self.rtt(s, 80, 640);
         let ackp = tcp(cport, sport, 1001, ACK, &[&TS_OPTS, &PEER_OPT]);
-        self.call(
-            s,
-            op::PASSIVE_ESTABLISHED_CB,
-            [0; 4],
-            skb(ackp, 0, ACK, 1001),
-        );
+        self.recv(s, op::PASSIVE_ESTABLISHED_CB, skb(ackp, 0, ACK, 1001), c);
         self.state(s, ESTABLISHED);
         self.call(c, op::HDR_OPT_LEN_CB, [1, 0, 0, 0], None);
         (c, s)
@@ -289,15 +307,10 @@ impl B {
         self.call(sa, op::TSTAMP_SCHED_CB, [0; 4], stamp(1066));
         self.call(sa, op::TSTAMP_SND_SW_CB, [0; 4], stamp(1066));
         let hp = tcp(pa, pb, seq, PSH_ACK, &[&TS_OPTS, &PEER_OPT]);
-        self.call(
-            sb,
-            op::PARSE_HDR_OPT_CB,
-            [0; 4],
-            skb(hp, 1000, PSH_ACK, seq),
-        );
+        self.recv(sb, op::PARSE_HDR_OPT_CB, skb(hp, 1000, PSH_ACK, seq), sa);
         self.hdr(sb, tcp(pb, pa, 5001, ACK, &[&TS_OPTS]), 0, ACK, 5001);
         let ack = tcp(pb, pa, 5001, ACK, &[&TS_OPTS, &PEER_OPT]);
-        self.call(sa, op::PARSE_HDR_OPT_CB, [0; 4], skb(ack, 0, ACK, 5001));
+        self.recv(sa, op::PARSE_HDR_OPT_CB, skb(ack, 0, ACK, 5001), sb);
         let mut acked = stamp(1000);
         if let Some(k) = acked.as_mut() {
             k.tcp_flags = PSH_ACK;
@@ -398,12 +411,7 @@ fn loopback_family(b: &mut B, f: &Flow, ports: [u16; 3], cbase: u16) {
     );
     b.call(c, op::RETRANS_CB, [1001, 1, 0, 0], None);
     let hp = tcp(cp, lossy, 1001, PSH_ACK, &[&TS_OPTS, &PEER_OPT]);
-    b.call(
-        s,
-        op::PARSE_HDR_OPT_CB,
-        [0; 4],
-        skb(hp, 1000, PSH_ACK, 1001),
-    );
+    b.recv(s, op::PARSE_HDR_OPT_CB, skb(hp, 1000, PSH_ACK, 1001), c);
     b.hdr(s, tcp(lossy, cp, 5001, ACK, &[&TS_OPTS]), 0, ACK, 5001);
     b.close(c, s, cp, lossy);
     b.state(ll, CLOSE);
@@ -488,6 +496,7 @@ fn edges() -> Vec<Event> {
         syn: None,
         unknown_option: true,
         remaining: None,
+        peer: Some(c),
         dt_ns: 5_000,
     });
     b.call(s, op::BASE_RTT, [0; 4], None);
@@ -517,6 +526,7 @@ fn edges() -> Vec<Event> {
         [2, 0, 0, 0],
         bare(0, SYN_ACK, 9000),
         synp.clone(),
+        None,
     );
     let sa = tcp(443, 40000, 9000, SYN_ACK, &[&SYN_OPTS]);
     b.call_syn(
@@ -525,6 +535,7 @@ fn edges() -> Vec<Event> {
         [2, 0, 0, 0],
         skb(sa, 0, SYN_ACK, 9000),
         synp.clone(),
+        None,
     );
     b.call(r, op::NEEDS_ECN, [0; 4], None);
     let child = b.socket(&back4, 443, 40000, SYN_RECV, false, Some(l4));
@@ -559,6 +570,7 @@ fn edges() -> Vec<Event> {
         [0; 4],
         bare(0, SYN_ACK, 9100),
         tsyn.clone(),
+        None,
     );
     b.call_syn(
         tfo,
@@ -566,6 +578,7 @@ fn edges() -> Vec<Event> {
         [0; 4],
         skb(tsa, 0, SYN_ACK, 9100),
         tsyn,
+        None,
     );
     b.state(tfo, ESTABLISHED);
     // tcp_current_mss: HDR_OPT_LEN without an skb.

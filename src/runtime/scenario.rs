@@ -59,6 +59,11 @@ pub enum Event {
         /// HDR_OPT_LEN: free option space (default 40).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         remaining: Option<u32>,
+        /// The socket that sent the segment in `skb` (or `syn`): the options its programs wrote
+        /// in its last WRITE_HDR_OPT are appended to the header, so header options travel
+        /// between the two ends as on a real connection.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<u32>,
         /// Virtual time advance before the call, ns.
         #[serde(default, skip_serializing_if = "is_zero")]
         dt_ns: u64,
@@ -167,6 +172,26 @@ struct SimSock {
     reserved: u32,
     /// `tskey`s of skbs armed for TX timestamps.
     armed: BTreeSet<u32>,
+    /// The option bytes the programs stored in the last WRITE_HDR_OPT (trailing NOPs dropped).
+    sent_options: Vec<u8>,
+}
+
+/// Appends `opts` to the options of TCP header `h` (NOP-padded to 4 bytes, at most 40 option
+/// bytes), fixing the data offset.
+fn with_options(mut h: Vec<u8>, opts: &[u8]) -> Vec<u8> {
+    if h.len() < 20 || opts.is_empty() {
+        return h;
+    }
+    let mut o = opts.to_vec();
+    while !o.len().is_multiple_of(4) {
+        o.push(1);
+    }
+    if h.len() + o.len() > 60 {
+        return h;
+    }
+    h.extend_from_slice(&o);
+    h[12] = ((h.len() / 4) as u8) << 4 | (h[12] & 0x0f);
+    h
 }
 
 /// What one event did.
@@ -330,6 +355,7 @@ impl Runner {
                         tcp,
                         reserved: 0,
                         armed: BTreeSet::new(),
+                        sent_options: Vec::new(),
                     },
                 );
             }
@@ -385,6 +411,7 @@ impl Runner {
                     syn: None,
                     unknown_option: false,
                     remaining: None,
+                    peer: None,
                     dt_ns: *dt_ns,
                 };
                 result = self.event(m, index, &call)?;
@@ -400,6 +427,7 @@ impl Runner {
                 syn,
                 unknown_option,
                 remaining,
+                peer,
                 dt_ns,
             } => {
                 m.now_ns = m.now_ns.wrapping_add(*dt_ns);
@@ -437,9 +465,20 @@ impl Runner {
                 if !fires {
                     return Ok(result);
                 }
+                let sent = match peer {
+                    Some(p) => self.sock(index, *p)?.sent_options.clone(),
+                    None => Vec::new(),
+                };
+                // The skb of the header option ops is outgoing; only `syn` came from the peer.
+                let outgoing = matches!(*o, op::HDR_OPT_LEN_CB | op::WRITE_HDR_OPT_CB);
                 let window = match skb {
-                    Some(k) => Some(unhex(&k.header).map_err(bad)?),
+                    Some(k) if outgoing => Some(unhex(&k.header).map_err(bad)?),
+                    Some(k) => Some(with_options(unhex(&k.header).map_err(bad)?, &sent)),
                     None => None,
+                };
+                let added = match (skb, &window) {
+                    (Some(k), Some(w)) => (w.len() - k.header.len() / 2) as u32,
+                    _ => 0,
                 };
                 let call = HookCall {
                     op: *o,
@@ -467,7 +506,7 @@ impl Runner {
                     skb: match (skb, &window) {
                         (Some(k), Some(w)) => Some(Skb {
                             window: w.clone(),
-                            len: k.len,
+                            len: k.len + added,
                             tcp_flags: k.tcp_flags,
                             hwtstamp: k.hwtstamp,
                         }),
@@ -476,7 +515,12 @@ impl Runner {
                 };
                 let mut state = HookState::for_call(&call);
                 state.sock = s.sock.clone();
-                state.syn = syn.as_deref().map(unhex).transpose().map_err(bad)?;
+                state.syn = syn
+                    .as_deref()
+                    .map(unhex)
+                    .transpose()
+                    .map_err(bad)?
+                    .map(|h| with_options(h, &sent));
                 state.skb_seq = skb_seq;
                 state.skb_len = skb_len;
                 state.remaining_opt_len = match *o {
@@ -505,7 +549,14 @@ impl Runner {
                 }
                 match *o {
                     op::HDR_OPT_LEN_CB => sm.reserved = outcome.hdr_reserved,
-                    op::WRITE_HDR_OPT_CB => sm.reserved = 0,
+                    op::WRITE_HDR_OPT_CB => {
+                        sm.reserved = 0;
+                        let mut o = outcome.hdr_written.clone();
+                        while o.last() == Some(&1) {
+                            o.pop();
+                        }
+                        sm.sent_options = o;
+                    }
                     op::TSTAMP_SENDMSG_CB if state.tx_armed => {
                         sm.armed.insert(state.tskey);
                     }
