@@ -1238,4 +1238,48 @@ mod tests {
                 .is_some()
         );
     }
+
+    /// The ops where the helpers do their job agree with the op table (`optable::HELPER_RULES`)
+    /// the analysis uses: an error outside them, success inside (on a full socket).
+    #[test]
+    fn per_op_availability_matches_the_op_table() {
+        use crate::optable::{HELPER_RULES, helper as h};
+        for rule in HELPER_RULES {
+            for o in 1..=20u8 {
+                let mut m = machine(o.into(), true);
+                let r = match rule.id {
+                    h::SETSOCKOPT => {
+                        let v = buf(&mut m, &1i32.to_le_bytes());
+                        setsockopt(&mut m, [0, SOL_SOCKET as u64, SO_KEEPALIVE as u64, v, 4])
+                    }
+                    h::GETSOCKOPT => {
+                        let v = buf(&mut m, &[0; 4]);
+                        getsockopt(&mut m, [0, SOL_SOCKET as u64, SO_KEEPALIVE as u64, v, 4])
+                    }
+                    h::SOCK_OPS_CB_FLAGS_SET => cb_flags_set(&mut m, [0, 1, 0, 0, 0]),
+                    h::RESERVE_HDR_OPT => reserve_hdr_opt(&mut m, [0, 4, 0, 0, 0]),
+                    h::STORE_HDR_OPT => {
+                        m.hook.as_mut().unwrap().header = Some(vec![0; 20]);
+                        let v = buf(&mut m, &[30, 2]);
+                        store_hdr_opt(&mut m, [0, v, 2, 0, 0])
+                    }
+                    h::SOCK_MAP_UPDATE | h::SOCK_HASH_UPDATE => continue,
+                    h::GET_SOCKET_COOKIE => {
+                        m.hook.as_mut().unwrap().sock.cookie = 7;
+                        get_socket_cookie(&mut m, [0; 5])
+                    }
+                    _ => continue,
+                }
+                .unwrap();
+                let ok = (r as i64) >= 0 && r < 4096 || r == 7;
+                assert_eq!(
+                    ok,
+                    (rule.works_in)(o),
+                    "{} in op {o}: {}",
+                    rule.name,
+                    r as i64
+                );
+            }
+        }
+    }
 }
