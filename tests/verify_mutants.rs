@@ -3,11 +3,11 @@
 //! immediate changed), at instructions the scenarios execute, run through `verify` against the
 //! original. Survivors are printed with their location.
 //!
-//! The score is 61% (196 of 321 on these five fixtures), short of the 95%. The
-//! survivors seen so far fall in three groups, none reviewed one by one yet: returns of ops whose
-//! result the kernel ignores (1 → 0 in ACTIVE_ESTABLISHED is not observable); dropped stores that
-//! zero a stack slot the runtime already zeroes on frame entry (the kernel's verifier would
-//! refuse the later read of uninitialised stack instead); and branches whose other side has
+//! The score is 67% (216 of 321 on these five fixtures), short of the 95%. The
+//! survivors seen so far fall in groups, none reviewed one by one yet: returns of ops whose
+//! result the kernel ignores (1 → 0 in ACTIVE_ESTABLISHED is not observable); dropped stores
+//! whose slot is overwritten before any read or not read on these scenarios (`verify` poisons
+//! never-written stack, so dropped initialisations do show); and branches whose other side has
 //! the same observable effect on these scenarios (the dispatcher's fall back to the original
 //! code, NULL checks of lookups that always succeed here). The floor below keeps `verify` from
 //! getting weaker while that review and the scenario work to reach 95% are done.
@@ -182,7 +182,7 @@ fn mutants_of_split_outputs_are_caught() {
     eprintln!("total {} of {total} caught", total - survived);
     assert!(total > 200, "{total} mutants");
     assert!(
-        (total - survived) * 100 >= total * 55,
+        (total - survived) * 100 >= total * 60,
         "{} of {total} caught",
         total - survived
     );

@@ -962,7 +962,7 @@ fn push_frame(
         });
     }
     let region = m.run.stack_regions[depth];
-    clear_stack(&mut m.memory, region, f.stack);
+    clear_stack(&mut m.memory, region, f.stack, m.config.stack_fill);
     m.run.frames.push(Frame {
         func,
         ret_pc,
@@ -974,12 +974,12 @@ fn push_frame(
     Ok(pointer(region, MAX_BPF_STACK))
 }
 
-/// Zeroes the used top of a frame so runs do not depend on what earlier frames left there.
-fn clear_stack(memory: &mut Memory, region: RegionId, bytes: u32) {
+/// Fills the used top of a frame so runs do not depend on what earlier frames left there.
+fn clear_stack(memory: &mut Memory, region: RegionId, bytes: u32, fill: u8) {
     if let Some(r) = memory.region_mut(region) {
         let len = r.data.len();
         let from = len.saturating_sub(bytes as usize);
-        r.data[from..].fill(0);
+        r.data[from..].fill(fill);
     }
 }
 
@@ -1449,7 +1449,7 @@ fn exec<const COVER: bool, const CHECK: bool>(
                     f.stack = new;
                     f.may_goto = BPF_MAX_LOOPS;
                     let region = m.run.stack_regions[depth];
-                    clear_stack(&mut m.memory, region, new);
+                    clear_stack(&mut m.memory, region, new, m.config.stack_fill);
                     if let Some(p) = image.programs.iter().position(|p| p.function == target) {
                         m.run.program = p;
                     }

@@ -192,6 +192,10 @@ pub struct Config {
     pub kernel_version: u32,
     /// Other `.kconfig` extern values by name (`CONFIG_HZ` comes from `hz`).
     pub kconfig: std::collections::BTreeMap<String, u64>,
+    /// The byte a frame's stack holds before the program writes it. The kernel's stack is not
+    /// initialised (root may read it: `allow_uninit_stack`); 0 makes runs reproducible, a
+    /// poison byte makes a read of never-written stack visible (`verify` uses 0xa5).
+    pub stack_fill: u8,
 }
 
 impl Default for Config {
@@ -206,6 +210,7 @@ impl Default for Config {
             jiffies_at_zero: (-300i64 * 250) as u32 as u64,
             kernel_version: (6 << 16) | (18 << 8) | 44,
             kconfig: std::collections::BTreeMap::new(),
+            stack_fill: 0,
         }
     }
 }

@@ -129,7 +129,13 @@ pub fn verify(original: &Object, candidate: &Object, source: &Source) -> Result<
 }
 
 fn machine(obj: &Object, which: &str) -> Result<Machine, String> {
-    let mut m = Machine::sock_ops(obj, Config::default()).map_err(|e| format!("{which}: {e}"))?;
+    // Stack the program never wrote reads as poison, not zeros: a candidate that drops an
+    // initialising store shows.
+    let config = Config {
+        stack_fill: 0xa5,
+        ..Config::default()
+    };
+    let mut m = Machine::sock_ops(obj, config).map_err(|e| format!("{which}: {e}"))?;
     m.trace_calls = true;
     Ok(m)
 }
