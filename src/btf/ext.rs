@@ -469,67 +469,12 @@ impl BtfExt {
     /// Parses a `.BTF.ext` section (structure only; see [`BtfExt::check`] for references).
     pub fn parse(data: &[u8]) -> Result<BtfExt, BtfError> {
         let sec = Section::BtfExt;
-        if data.len() < 4 {
-            return Err(BtfError::Truncated {
-                section: sec,
-                what: "header",
-                offset: 0,
-                need: u64::from(BTF_EXT_HEADER_LEN_V1),
-                available: data.len(),
-            });
-        }
-        let magic = rd_u16(data, 0);
-        if magic == super::BTF_MAGIC.swap_bytes() {
-            return Err(BtfError::Unsupported {
-                section: sec,
-                what: "big-endian BTF".into(),
-            });
-        }
-        if magic != super::BTF_MAGIC {
-            return Err(BtfError::Malformed {
-                section: sec,
-                offset: 0,
-                what: format!(
-                    "bad magic {magic:#06x} (expected {:#06x})",
-                    super::BTF_MAGIC
-                ),
-            });
-        }
-        let version = data[2];
-        if version != 1 {
-            return Err(BtfError::Unsupported {
-                section: sec,
-                what: format!("BTF.ext version {version} (only version 1 exists)"),
-            });
-        }
-        if data.len() < BTF_EXT_HEADER_LEN_V1 as usize {
-            return Err(BtfError::Truncated {
-                section: sec,
-                what: "header",
-                offset: 0,
-                need: u64::from(BTF_EXT_HEADER_LEN_V1),
-                available: data.len(),
-            });
-        }
-        let hdr_len = rd_u32(data, 4);
-        if hdr_len < BTF_EXT_HEADER_LEN_V1 {
-            return Err(BtfError::Malformed {
-                section: sec,
-                offset: 4,
-                what: format!(
-                    "header length {hdr_len} is shorter than the {BTF_EXT_HEADER_LEN_V1}-byte minimum"
-                ),
-            });
-        }
-        if u64::from(hdr_len) > data.len() as u64 {
-            return Err(BtfError::Truncated {
-                section: sec,
-                what: "header",
-                offset: 0,
-                need: u64::from(hdr_len),
-                available: data.len(),
-            });
-        }
+        let super::Prelude {
+            magic,
+            version,
+            flags,
+            hdr_len,
+        } = super::parse_prelude(data, sec, BTF_EXT_HEADER_LEN_V1, "minimum")?;
         let has_core = hdr_len >= BTF_EXT_HEADER_LEN;
         let known = if has_core {
             BTF_EXT_HEADER_LEN
@@ -539,7 +484,7 @@ impl BtfExt {
         let header = BtfExtHeader {
             magic,
             version,
-            flags: data[3],
+            flags,
             hdr_len,
             func_info_off: rd_u32(data, 8),
             func_info_len: rd_u32(data, 12),

@@ -126,6 +126,82 @@ fn put_u32(out: &mut Vec<u8>, v: u32) {
 const INFO_UNUSED_BITS: u32 = 0x60ff_0000;
 const INT_UNUSED_BITS: u32 = 0xf000_ff00;
 
+/// The start every `.BTF` and `.BTF.ext` header shares: magic, version, flags, header length.
+pub(crate) struct Prelude {
+    pub magic: u16,
+    pub version: u8,
+    pub flags: u8,
+    pub hdr_len: u32,
+}
+
+/// Checks the shared header start of `.BTF` and `.BTF.ext`: little-endian magic (big-endian is
+/// unsupported, not malformed), version 1, and a header length from `min_len` (named `min_what`
+/// in the error) up to the section size.
+pub(crate) fn parse_prelude(
+    data: &[u8],
+    sec: Section,
+    min_len: u32,
+    min_what: &str,
+) -> Result<Prelude, BtfError> {
+    let truncated = |need: u32| BtfError::Truncated {
+        section: sec,
+        what: "header",
+        offset: 0,
+        need: u64::from(need),
+        available: data.len(),
+    };
+    if data.len() < 4 {
+        return Err(truncated(min_len));
+    }
+    let magic = rd_u16(data, 0);
+    if magic == BTF_MAGIC.swap_bytes() {
+        return Err(BtfError::Unsupported {
+            section: sec,
+            what: "big-endian BTF".into(),
+        });
+    }
+    if magic != BTF_MAGIC {
+        return Err(BtfError::Malformed {
+            section: sec,
+            offset: 0,
+            what: format!("bad magic {magic:#06x} (expected {BTF_MAGIC:#06x})"),
+        });
+    }
+    let version = data[2];
+    if version != 1 {
+        return Err(BtfError::Unsupported {
+            section: sec,
+            what: format!(
+                "{} version {version} (only version 1 exists)",
+                match sec {
+                    Section::Btf => "BTF",
+                    Section::BtfExt => "BTF.ext",
+                }
+            ),
+        });
+    }
+    if data.len() < min_len as usize {
+        return Err(truncated(min_len));
+    }
+    let hdr_len = rd_u32(data, 4);
+    if hdr_len < min_len {
+        return Err(BtfError::Malformed {
+            section: sec,
+            offset: 4,
+            what: format!("header length {hdr_len} is shorter than the {min_len}-byte {min_what}"),
+        });
+    }
+    if u64::from(hdr_len) > data.len() as u64 {
+        return Err(truncated(hdr_len));
+    }
+    Ok(Prelude {
+        magic,
+        version,
+        flags: data[3],
+        hdr_len,
+    })
+}
+
 impl Btf {
     /// An empty BTF (only `void`), version 1, 24-byte header.
     pub fn new() -> Btf {
@@ -142,65 +218,12 @@ impl Btf {
     /// Parses and validates a `.BTF` section.
     pub fn parse(data: &[u8]) -> Result<Btf, BtfError> {
         let sec = Section::Btf;
-        if data.len() < 4 {
-            return Err(BtfError::Truncated {
-                section: sec,
-                what: "header",
-                offset: 0,
-                need: u64::from(BTF_HEADER_LEN),
-                available: data.len(),
-            });
-        }
-        let magic = rd_u16(data, 0);
-        if magic == BTF_MAGIC.swap_bytes() {
-            return Err(BtfError::Unsupported {
-                section: sec,
-                what: "big-endian BTF".into(),
-            });
-        }
-        if magic != BTF_MAGIC {
-            return Err(BtfError::Malformed {
-                section: sec,
-                offset: 0,
-                what: format!("bad magic {magic:#06x} (expected {BTF_MAGIC:#06x})"),
-            });
-        }
-        let version = data[2];
-        let flags = data[3];
-        if version != 1 {
-            return Err(BtfError::Unsupported {
-                section: sec,
-                what: format!("BTF version {version} (only version 1 exists)"),
-            });
-        }
-        if data.len() < BTF_HEADER_LEN as usize {
-            return Err(BtfError::Truncated {
-                section: sec,
-                what: "header",
-                offset: 0,
-                need: u64::from(BTF_HEADER_LEN),
-                available: data.len(),
-            });
-        }
-        let hdr_len = rd_u32(data, 4);
-        if hdr_len < BTF_HEADER_LEN {
-            return Err(BtfError::Malformed {
-                section: sec,
-                offset: 4,
-                what: format!(
-                    "header length {hdr_len} is shorter than the {BTF_HEADER_LEN}-byte BTF header"
-                ),
-            });
-        }
-        if u64::from(hdr_len) > data.len() as u64 {
-            return Err(BtfError::Truncated {
-                section: sec,
-                what: "header",
-                offset: 0,
-                need: u64::from(hdr_len),
-                available: data.len(),
-            });
-        }
+        let Prelude {
+            magic,
+            version,
+            flags,
+            hdr_len,
+        } = parse_prelude(data, sec, BTF_HEADER_LEN, "BTF header")?;
         let header = BtfHeader {
             magic,
             version,
