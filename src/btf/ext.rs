@@ -10,7 +10,7 @@
 //! instructions. The records keep the file's value; [`FuncInfo::insn_slot`] and friends convert.
 
 use super::error::{BtfError, Section};
-use super::{Btf, TypeId, TypeIdMap, TypeKind, check_layout, rd_u16, rd_u32};
+use super::{Btf, TypeId, TypeIdMap, TypeKind, check_layout, rd_u32};
 
 /// Length of the `.BTF.ext` header fields this codec knows (func_info, line_info, core_relo).
 pub const BTF_EXT_HEADER_LEN: u32 = 32;
