@@ -1282,4 +1282,148 @@ mod tests {
             }
         }
     }
+
+    /// A machine with an sk_storage map (0), a sockhash (1), a sockmap of 4 slots (2) and a
+    /// cgroup storage (3).
+    fn with_maps(op: u32, full: bool) -> Machine {
+        use crate::runtime::maps::map_type as t;
+        use crate::runtime::{MapInit, ModuleMap};
+        let mut module = Module::single("p", &[Insn::EXIT]);
+        for (name, map_type, key_size, max) in [
+            ("st", t::SK_STORAGE, 4, 0),
+            ("sh", t::SOCKHASH, 4, 2),
+            ("sm", t::SOCKMAP, 4, 4),
+            ("cg", t::CGROUP_STORAGE, 16, 0),
+        ] {
+            module.maps.push(ModuleMap {
+                name: name.into(),
+                map_type,
+                key_size,
+                value_size: 8,
+                max_entries: max,
+                map_flags: 0,
+                read_only: false,
+                init: MapInit::Empty,
+            });
+        }
+        let mut m = Machine::new(module, Config::default()).unwrap();
+        m.hook = Some(HookState {
+            op,
+            full,
+            locked: full,
+            sock: SockState {
+                cookie: 0x1001,
+                ..SockState::default()
+            },
+            ..HookState::default()
+        });
+        m
+    }
+
+    fn map_ptr(m: &Machine, i: usize) -> u64 {
+        pointer(m.maps[i].object, 0)
+    }
+
+    #[test]
+    fn sk_storage_is_per_socket_and_absent_for_request_socks() {
+        let mut m = with_maps(op::ACTIVE_ESTABLISHED_CB, true);
+        let sk = m.alloc(
+            RegionKind::Kernel {
+                what: "struct bpf_sock",
+            },
+            vec![0; 80],
+            false,
+        );
+        let st = map_ptr(&m, 0);
+        assert_eq!(
+            sk_storage_get(&mut m, [st, sk, 0, 0, 0]).unwrap(),
+            0,
+            "no create"
+        );
+        let init = buf(&mut m, &7u64.to_le_bytes());
+        let v = sk_storage_get(&mut m, [st, sk, init, 1, 0]).unwrap();
+        assert_eq!(m.memory.load(v, 8).unwrap(), 7);
+        assert_eq!(
+            sk_storage_get(&mut m, [st, sk, 0, 0, 0]).unwrap(),
+            v,
+            "same socket"
+        );
+        assert_eq!(
+            sk_storage_get(&mut m, [st, sk, 0, 2, 0]).unwrap(),
+            0,
+            "bad flags"
+        );
+        // Another socket has its own storage.
+        m.hook.as_mut().unwrap().sock.cookie = 0x1002;
+        assert_eq!(sk_storage_get(&mut m, [st, sk, 0, 0, 0]).unwrap(), 0);
+        assert_eq!(
+            errno(sk_storage_delete(&mut m, [st, sk, 0, 0, 0]).unwrap()),
+            -ENOENT
+        );
+        m.hook.as_mut().unwrap().sock.cookie = 0x1001;
+        assert_eq!(sk_storage_delete(&mut m, [st, sk, 0, 0, 0]).unwrap(), 0);
+        // A request sock: NULL.
+        m.hook.as_mut().unwrap().full = false;
+        assert_eq!(sk_storage_get(&mut m, [st, sk, 0, 1, 0]).unwrap(), 0);
+    }
+
+    #[test]
+    fn sock_map_updates_only_in_established_and_listen_ops_and_are_recorded() {
+        for (o, want) in [
+            (op::ACTIVE_ESTABLISHED_CB, 0),
+            (op::TCP_LISTEN_CB, 0),
+            (op::STATE_CB, -EOPNOTSUPP),
+            (op::TSTAMP_ACK_CB, -EOPNOTSUPP),
+        ] {
+            let mut m = with_maps(o, true);
+            let key = buf(&mut m, &1u32.to_le_bytes());
+            let sh = map_ptr(&m, 1);
+            assert_eq!(
+                errno(sock_map_update(&mut m, [0, sh, key, 0, 0]).unwrap()),
+                want
+            );
+        }
+        let mut m = with_maps(op::PASSIVE_ESTABLISHED_CB, true);
+        let (sh, sm) = (map_ptr(&m, 1), map_ptr(&m, 2));
+        let k1 = buf(&mut m, &1u32.to_le_bytes());
+        let k9 = buf(&mut m, &9u32.to_le_bytes());
+        assert_eq!(
+            errno(sock_map_update(&mut m, [0, sm, k9, 0, 0]).unwrap()),
+            -E2BIG
+        );
+        assert_eq!(sock_map_update(&mut m, [0, sh, k1, 1, 0]).unwrap(), 0);
+        assert_eq!(
+            errno(sock_map_update(&mut m, [0, sh, k1, 1, 0]).unwrap()),
+            -EEXIST
+        );
+        assert_eq!(
+            errno(sock_map_update(&mut m, [0, sh, k9, 2, 0]).unwrap()),
+            -ENOENT
+        );
+        assert_eq!(
+            errno(sock_map_update(&mut m, [0, sh, k1, 3, 0]).unwrap()),
+            -EINVAL
+        );
+        let Storage::Sock { inserts, .. } = &m.maps[1].storage else {
+            panic!("sockhash storage")
+        };
+        assert_eq!(inserts, &vec![(1u32.to_le_bytes().to_vec(), 0x1001)]);
+        // A request sock cannot be inserted.
+        m.hook.as_mut().unwrap().full = false;
+        assert_eq!(
+            errno(sock_map_update(&mut m, [0, sh, k9, 0, 0]).unwrap()),
+            -EOPNOTSUPP
+        );
+    }
+
+    #[test]
+    fn local_storage_is_the_cgroup_storage_value() {
+        let mut m = with_maps(op::TCP_CONNECT_CB, true);
+        let cg = map_ptr(&m, 3);
+        let v = get_local_storage(&mut m, [cg, 0, 0, 0, 0]).unwrap();
+        assert_eq!(m.memory.kind_of(v), Some(RegionKind::MapValue { map: 3 }));
+        assert_eq!(get_local_storage(&mut m, [cg, 0, 0, 0, 0]).unwrap(), v);
+        let st = map_ptr(&m, 0);
+        assert!(get_local_storage(&mut m, [st, 0, 0, 0, 0]).is_err());
+    }
 }
