@@ -7,10 +7,12 @@
 //! survivors seen so far fall in groups, none reviewed one by one yet: returns of ops whose
 //! result the kernel ignores (1 → 0 in ACTIVE_ESTABLISHED is not observable); dropped stores
 //! whose slot is overwritten before any read or not read on these scenarios (`verify` poisons
-//! never-written stack, so dropped initialisations do show); and branches whose other side has
-//! the same observable effect on these scenarios (the dispatcher's fall back to the original
-//! code, NULL checks of lookups that always succeed here). The floor below keeps `verify` from
-//! getting weaker while that review and the scenario work to reach 95% are done.
+//! never-written stack, so dropped initialisations do show); branches whose other side has the
+//! same observable effect on these scenarios (the dispatcher's fall back to the original code,
+//! NULL checks of lookups that always succeed here); and code that depends on maps user space
+//! fills (the scenarios start with empty maps: syn_rto_rwnd's and cc_choice's policies). The
+//! floor below keeps `verify` from getting weaker while that review and the scenario work to
+//! reach 95% are done.
 
 use std::collections::BTreeSet;
 use std::path::Path;
