@@ -139,3 +139,37 @@ fn a_child_inherits_the_listener_flags_and_bad_events_are_reported() {
         .unwrap_err();
     assert_eq!(e.to_string(), "event 0: socket 9 is not declared");
 }
+
+/// User space fills syn_rto_rwnd's policy: TIMEOUT_INIT then replies with the policy's RTO in
+/// jiffies (3000 ms at HZ 250 = 750) instead of leaving the kernel default.
+#[test]
+fn map_events_fill_maps_before_later_calls() {
+    let mut m = machine(&fixture("syn_rto_rwnd.o"));
+    let mut key = 2u32.to_le_bytes().to_vec();
+    key.extend_from_slice(&[10, 0, 0, 2]);
+    key.extend_from_slice(&[0; 12]);
+    let value: Vec<u8> = [3000u32, 40, 1, 0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let text = format!(
+        "{SOCKET}\n{{\"kind\":\"call\",\"sock\":1,\"op\":1}}\n\
+         {{\"kind\":\"map\",\"name\":\"dst_policy\",\"key\":\"{}\",\"value\":\"{}\"}}\n\
+         {{\"kind\":\"call\",\"sock\":1,\"op\":1}}\n",
+        opsplit::runtime::scenario::hex(&key),
+        opsplit::runtime::scenario::hex(&value)
+    );
+    let rs = Runner::new(vec!["syn_rto_rwnd".into()])
+        .run(&mut m, &parse_jsonl(&text).unwrap())
+        .unwrap();
+    let reply = |i: usize| rs[i].outcome.as_ref().unwrap().tcp_call_result;
+    assert_eq!(reply(1), 0);
+    assert_eq!(reply(3), 750);
+    let bad =
+        parse_jsonl("{\"kind\":\"map\",\"name\":\"dst_policy\",\"key\":\"00\",\"value\":\"00\"}")
+            .unwrap();
+    let e = Runner::new(vec!["syn_rto_rwnd".into()])
+        .run(&mut m, &bad)
+        .unwrap_err();
+    assert!(e.to_string().contains("takes 20-byte keys"), "{e}");
+}

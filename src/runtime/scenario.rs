@@ -75,6 +75,12 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "is_zero")]
         dt_ns: u64,
     },
+    /// User space updates a map (`bpf_map_update_elem` from the agent): key and value in hex.
+    Map {
+        name: String,
+        key: String,
+        value: String,
+    },
     /// New values of the socket's `tcp_sock` counters as the stack moved them.
     Tcp {
         sock: u32,
@@ -358,6 +364,22 @@ impl Runner {
                         sent_options: Vec::new(),
                     },
                 );
+            }
+            Event::Map { name, key, value } => {
+                let i = m
+                    .map_index(name)
+                    .ok_or_else(|| bad(format!("no map named `{name}`")))?;
+                let (k, v) = (unhex(key).map_err(bad)?, unhex(value).map_err(bad)?);
+                let st = &m.maps[i];
+                if k.len() != st.key_size as usize || v.len() != st.value_size as usize {
+                    return Err(bad(format!(
+                        "map `{name}` takes {}-byte keys and {}-byte values",
+                        st.key_size, st.value_size
+                    )));
+                }
+                m.maps[i]
+                    .update(&mut m.memory, &k, &v, 0)
+                    .map_err(|e| bad(format!("map `{name}`: {e:?}")))?;
             }
             Event::Tcp {
                 sock,
