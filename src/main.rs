@@ -54,7 +54,8 @@ enum Command {
         /// Also write the report as JSON to FILE.
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
-        /// Skip runtime verification (not available yet: convert never runs it).
+        /// Skip the check that runs original and output side by side in the embedded runtime on
+        /// every built-in scenario (as `opsplit verify` does; exit 3 when they differ).
         #[arg(long)]
         no_verify: bool,
     },
@@ -263,17 +264,31 @@ fn inspect(files: &[PathBuf], json: bool, opts: &cli::inspect::InspectOptions) -
 }
 
 fn convert(file: &std::path::Path, opts: &cli::convert::ConvertOptions) -> Exit {
-    if opts.no_verify {
-        eprintln!(
-            "opsplit: --no-verify: runtime verification is not available yet; nothing was skipped"
-        );
-    } else {
-        println!("note: runtime verification is not available yet; the output was not verified");
-    }
     match cli::convert::run(file, opts) {
-        Ok(doc) => {
-            print!("{}", cli::convert::render_text(&doc));
-            Exit::Ok
+        Ok(doc) => print!("{}", cli::convert::render_text(&doc)),
+        Err(e) => {
+            eprintln!("opsplit: {e}");
+            return Exit::Input;
+        }
+    }
+    if opts.no_verify {
+        println!("\nruntime verification skipped (--no-verify)");
+        return Exit::Ok;
+    }
+    match cli::convert::verify_output(file, &opts.output) {
+        Ok(report) => {
+            println!("\nruntime verification (embedded runtime, original vs output):");
+            print!("{}", cli::verify::render_text(&report));
+            if report.equal() {
+                Exit::Ok
+            } else {
+                eprintln!(
+                    "opsplit: {} behaves differently from {} in the embedded runtime",
+                    opts.output.display(),
+                    file.display()
+                );
+                Exit::Differs
+            }
         }
         Err(e) => {
             eprintln!("opsplit: {e}");

@@ -32,10 +32,14 @@ fn convert_writes_the_object_and_both_reports() {
         String::from_utf8_lossy(&r.stderr)
     );
     let text = String::from_utf8(r.stdout).unwrap();
+    // Verification runs by default: both built-in scenarios, equal.
     assert!(
-        text.contains("runtime verification is not available yet"),
+        text.contains("runtime verification (embedded runtime, original vs output)"),
         "{text}"
     );
+    assert!(text.contains("scenario loopback"), "{text}");
+    assert!(text.contains("scenario edges"), "{text}");
+    assert!(!text.contains("DIFFERS"), "{text}");
     assert!(
         text.contains("program tcp_iw (section sockops): split"),
         "{text}"
@@ -62,7 +66,7 @@ fn convert_writes_the_object_and_both_reports() {
 }
 
 #[test]
-fn no_verify_says_that_verification_does_not_exist_yet() {
+fn no_verify_skips_runtime_verification() {
     let out = tmp("syn.split.o");
     let r = opsplit()
         .arg("convert")
@@ -71,11 +75,12 @@ fn no_verify_says_that_verification_does_not_exist_yet() {
         .output()
         .unwrap();
     assert_eq!(r.status.code(), Some(0));
-    let err = String::from_utf8(r.stderr).unwrap();
+    let text = String::from_utf8(r.stdout).unwrap();
     assert!(
-        err.contains("runtime verification is not available yet"),
-        "{err}"
+        text.contains("runtime verification skipped (--no-verify)"),
+        "{text}"
     );
+    assert!(!text.contains("scenario loopback"), "{text}");
 }
 
 #[test]

@@ -23,7 +23,7 @@ pub struct ConvertOptions {
     pub output: PathBuf,
     pub target: Target,
     pub report: Option<PathBuf>,
-    /// Accepted for forward compatibility; runtime verification is not available yet.
+    /// Skip running original and output side by side in the embedded runtime.
     pub no_verify: bool,
 }
 
@@ -36,6 +36,27 @@ pub struct ReportDoc {
     pub target: &'static str,
     #[serde(flatten)]
     pub report: Report,
+}
+
+/// Runs the converted object against its original in the embedded runtime on every built-in
+/// scenario (`opsplit verify ORIGINAL CANDIDATE`). `Err` means the check could not run.
+pub fn verify_output(
+    input: &Path,
+    output: &Path,
+) -> Result<crate::runtime::verify::Report, String> {
+    let original = super::read_object(input)?;
+    let candidate = super::read_object(output)?;
+    crate::runtime::verify::verify(
+        &original,
+        &candidate,
+        &crate::runtime::verify::Source::AllBuiltin,
+    )
+    .map_err(|e| {
+        format!(
+            "runtime verification of {} could not run: {e}",
+            output.display()
+        )
+    })
 }
 
 /// Converts one file; returns the report document.
