@@ -2,25 +2,31 @@
 //! every store dropped, every constant moved into `r0` flipped between 0 and 1, every stored
 //! immediate changed), at instructions the built-in scenarios execute, run through `verify`
 //! against the original on the built-in scenarios and, for fixtures driven by maps user space
-//! fills, on `loopback` after map events that fill them. Survivors are printed with their
-//! location.
+//! fills, on every built-in scenario again after map events that fill them (one trace per
+//! policy: cc_choice in MODE_PER_PORT and in MODE_GLOBAL; syn_rto_rwnd with entries for the v4,
+//! v6 and v4-mapped peers).
 //!
-//! The score is 73% (235 of 321 on these five fixtures), short of the 95%. The
-//! survivors seen so far fall in groups, none reviewed one by one yet: returns of ops whose
-//! result the kernel ignores (1 → 0 in ACTIVE_ESTABLISHED is not observable); dropped stores
-//! whose slot is overwritten before any read or not read on these scenarios (`verify` poisons
-//! never-written stack, so dropped initialisations do show); branches whose other side has the
-//! same observable effect on these scenarios (the dispatcher's fall back to the original code,
-//! NULL checks of lookups that always succeed here); and code that depends on map contents
-//! the policy traces do not cover. The
-//! floor below keeps `verify` from getting weaker while that review and the scenario work to
-//! reach 95% are done.
+//! Left out of the score, by rule (`unobservable_return`): a constant moved into `r0` right
+//! before `exit` in a per-op program whose ops' result the kernel ignores (`ResultUse::Ignored`
+//! in `src/optable.rs`) — the kernel neither vetoes nor reads `reply` there, so no behaviour can
+//! change. They are printed as "left out".
+//!
+//! Every survivor must be listed, with why it is not observable, in
+//! `tests/data/mutant_survivors.txt`, and every listed line must still survive: a survivor that
+//! is not reviewed, or a reviewed one that is now caught, fails the test. The survivors fall
+//! in groups: the dispatcher's fallback to the original code (reached only by ops with no case,
+//! for which every path returns 1); stores dead in a per-op clone; search-buffer bytes that
+//! `bpf_load_hdr_opt` does not read; return values of subprograms their callers ignore; and
+//! scenario gaps (values equal on every scenario: no virtual time between losses, IPv6 peers
+//! with zero upper words, entries deleted before the end), which are the work left to reach the
+//! issue's 95%. `FLOOR` is the score reached so far.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use opsplit::insn::{AluOp, Insn, JmpCond, Reg, Src};
 use opsplit::obj::{Object, ProgramType};
+use opsplit::optable::{ResultUse, op_info};
 use opsplit::runtime::scenario::{Event, Runner, hex};
 use opsplit::runtime::verify::{Source, verify};
 use opsplit::runtime::{Config, Machine, builtin};
@@ -148,39 +154,103 @@ fn words(ws: &[u32]) -> Vec<u8> {
 }
 
 /// For fixtures whose behaviour depends on maps user space fills: the `loopback` scenario after
-/// the agent filled them (the built-in scenarios start with empty maps).
-fn policy(fixture: &str) -> Option<Source> {
-    let mut events = match fixture {
+/// the agent filled them (the built-in scenarios start with empty maps), one trace per policy.
+fn policies(fixture: &str) -> Vec<Source> {
+    let lists: Vec<Vec<Event>> = match fixture {
         "syn_rto_rwnd.o" => {
-            let mut key = words(&[2]);
-            key.extend_from_slice(&[127, 0, 0, 1]);
-            key.extend_from_slice(&[0; 12]);
-            vec![map_event("dst_policy", &key, &words(&[3000, 40, 1, 0]))]
+            let mut v4 = words(&[2]);
+            v4.extend_from_slice(&[127, 0, 0, 1]);
+            v4.extend_from_slice(&[0; 12]);
+            // ::1, so that the IPv6 key building (every address word) decides the lookup.
+            let mut v6 = words(&[10]);
+            v6.extend_from_slice(&[0; 15]);
+            v6.push(1);
+            // The v4-mapped peers of `edges`' dual-stack listener: a non-zero third word.
+            let mapped = |last: u8| {
+                let mut k = words(&[10]);
+                k.extend_from_slice(&[0; 10]);
+                k.extend_from_slice(&[0xff, 0xff, 10, 0, 0, last]);
+                k
+            };
+            vec![vec![
+                map_event("dst_policy", &v4, &words(&[3000, 40, 1, 0])),
+                map_event("dst_policy", &v6, &words(&[700, 20, 1, 0])),
+                map_event("dst_policy", &mapped(1), &words(&[900, 30, 1, 0])),
+                map_event("dst_policy", &mapped(2), &words(&[1100, 50, 0, 0])),
+            ]]
         }
         "cc_choice.o" => {
             let mut cc = b"cubic".to_vec();
             cc.resize(16, 0);
             let mut choice = cc.clone();
             choice.extend_from_slice(&words(&[1, 1]));
-            let mut settings = words(&[2, 1, 0, 0]);
-            settings.extend_from_slice(&cc);
+            let mut per_port = words(&[2, 1, 0, 0]);
+            per_port.extend_from_slice(&cc);
+            // MODE_GLOBAL with ECN and a TCP-NV base RTT.
+            let mut global = words(&[1, 1, 100, 0]);
+            global.extend_from_slice(&cc);
             vec![
-                map_event("cc_settings", &words(&[0]), &settings),
-                map_event("port_cc", &words(&[7101]), &choice),
-                map_event("port_cc", &words(&[7201]), &choice),
+                vec![
+                    map_event("cc_settings", &words(&[0]), &per_port),
+                    map_event("port_cc", &words(&[7101]), &choice),
+                    map_event("port_cc", &words(&[7201]), &choice),
+                ],
+                vec![map_event("cc_settings", &words(&[0]), &global)],
             ]
         }
-        _ => return None,
+        _ => return Vec::new(),
     };
-    events.extend(builtin::scenario("loopback").unwrap());
-    Some(Source::Trace {
-        name: format!("{fixture} policy"),
-        events,
-    })
+    let mut out = Vec::new();
+    for (i, mut events) in lists.into_iter().enumerate() {
+        for sc in builtin::SCENARIOS {
+            events.extend(builtin::scenario(sc).unwrap());
+            out.push(Source::Trace {
+                name: format!("{fixture} policy {i} {sc}"),
+                events: events.clone(),
+            });
+            events.retain(|e| matches!(e, Event::Map { .. }));
+        }
+    }
+    out
 }
 
-/// Mutants at executed instructions, and the survivors among them.
-fn score(fixture: &str) -> (usize, Vec<String>) {
+/// Whether the mutant only changes the value an op's program returns where the kernel ignores
+/// it: a constant moved into `r0` right before `exit` in the per-op program (not a subprogram,
+/// whose callers may use it) of ops whose result is `ResultUse::Ignored` in the op table (the
+/// kernel neither vetoes nor reads `reply` for them). Such a mutant cannot be observed, so it
+/// is left out of the score rather than counted as a miss.
+fn unobservable_return(obj: &Object, fi: usize, ii: usize) -> bool {
+    let f = &obj.functions[fi];
+    let is_r0_const = matches!(
+        f.insns[ii].insn,
+        Insn::Alu {
+            op: AluOp::Mov,
+            dst: Reg::R0,
+            src: Src::Imm(_),
+            ..
+        }
+    );
+    let then_exit = matches!(f.insns.get(ii + 1).map(|i| i.insn), Some(Insn::Exit { .. }));
+    let is_program = obj.programs.iter().any(|p| p.function == fi);
+    let ops: Option<Vec<u8>> = f
+        .name
+        .rsplit_once("_op")
+        .filter(|(base, _)| !base.ends_with('_'))
+        .and_then(|(_, ops)| ops.split('_').map(|o| o.parse().ok()).collect());
+    is_r0_const
+        && then_exit
+        && is_program
+        && ops.is_some_and(|ops| {
+            !ops.is_empty()
+                && ops
+                    .iter()
+                    .all(|&o| op_info(o).is_some_and(|i| i.result == ResultUse::Ignored))
+        })
+}
+
+/// Mutants scored at executed instructions, mutants left out as unobservable, and the
+/// survivors.
+fn score(fixture: &str) -> (usize, Vec<String>, Vec<String>) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
         .join(fixture);
@@ -188,20 +258,22 @@ fn score(fixture: &str) -> (usize, Vec<String>) {
     let original = Object::parse(&bytes).unwrap();
     let (out, _) = opsplit::split::convert(&bytes).unwrap();
     let split = Object::parse(&out).unwrap();
+    let policies = policies(fixture);
     // The unmutated split form is equal on every source, so a difference is the mutant's.
-    if let Some(p) = policy(fixture) {
-        let r = verify(&original, &split, &p).unwrap();
+    for p in &policies {
+        let r = verify(&original, &split, p).unwrap();
         assert!(r.equal(), "{fixture}: {:?}", r.scenarios[0].difference);
-        assert!(
-            r.scenarios[0].per_op.values().sum::<usize>() > 20,
-            "{fixture}"
-        );
+        let calls: usize = r.scenarios[0].per_op.values().sum();
+        eprintln!("{}: {calls} calls", r.scenarios[0].scenario);
+        assert!(calls > 10, "{}: {calls} calls", r.scenarios[0].scenario);
     }
     let ran = executed(&split);
-    let all: Vec<_> = mutants(&split)
+    let (excluded, all): (Vec<_>, Vec<_>) = mutants(&split)
         .into_iter()
         .filter(|(fi, ii, ..)| ran.contains(&(*fi, split.functions[*fi].insns[*ii].slot)))
-        .collect();
+        .partition(|(fi, ii, what, _)| {
+            what.starts_with("flip r0") && unobservable_return(&split, *fi, *ii)
+        });
     let mut survivors = Vec::new();
     for (fi, ii, what, insn) in &all {
         let mut m = split.clone();
@@ -210,18 +282,48 @@ fn score(fixture: &str) -> (usize, Vec<String>) {
             Ok(r) => !r.equal(),
             Err(_) => true,
         };
-        let caught = differs(&Source::AllBuiltin) || policy(fixture).is_some_and(|s| differs(&s));
+        let caught = differs(&Source::AllBuiltin) || policies.iter().any(differs);
         if !caught {
             survivors.push(what.clone());
         }
     }
-    (all.len(), survivors)
+    let excluded = excluded.into_iter().map(|(_, _, w, _)| w).collect();
+    (all.len(), excluded, survivors)
 }
+
+/// The reviewed survivors: `fixture | mutation | why it is not observable`, `#` comments.
+fn reviewed() -> BTreeSet<(String, String)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mutant_survivors.txt");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut out = BTreeSet::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parts: Vec<&str> = line.splitn(3, " | ").map(str::trim).collect();
+        assert!(
+            parts.len() == 3 && !parts[2].is_empty(),
+            "mutant_survivors.txt:{}: want `fixture | mutation | reason`",
+            n + 1
+        );
+        assert!(
+            out.insert((parts[0].to_string(), parts[1].to_string())),
+            "mutant_survivors.txt:{}: listed twice",
+            n + 1
+        );
+    }
+    out
+}
+
+/// Floor on the score (caught / scored, in percent): what is reached today. The bar is
+/// 95; the module comment says where the remaining survivors stand.
+const FLOOR: usize = 80;
 
 #[test]
 fn mutants_of_split_outputs_are_caught() {
     let mut total = 0;
-    let mut survived = 0;
+    let mut survived = BTreeSet::new();
     for f in [
         "rto_retrans.o",
         "hdr_opt.o",
@@ -229,19 +331,39 @@ fn mutants_of_split_outputs_are_caught() {
         "cc_choice.o",
         "syn_rto_rwnd.o",
     ] {
-        let (n, s) = score(f);
-        eprintln!("{f}: {} of {n} caught", n - s.len());
+        let (n, excluded, s) = score(f);
+        eprintln!(
+            "{f}: {} of {n} caught ({} unobservable returns left out)",
+            n - s.len(),
+            excluded.len()
+        );
+        for w in &excluded {
+            eprintln!("  left out: {w}");
+        }
         for w in &s {
             eprintln!("  survivor: {w}");
         }
         total += n;
-        survived += s.len();
+        survived.extend(s.into_iter().map(|w| (f.to_string(), w)));
     }
-    eprintln!("total {} of {total} caught", total - survived);
+    let caught = total - survived.len();
+    eprintln!("total {caught} of {total} caught");
     assert!(total > 200, "{total} mutants");
+    let listed = reviewed();
+    let unreviewed: Vec<_> = survived.difference(&listed).collect();
     assert!(
-        (total - survived) * 100 >= total * 70,
-        "{} of {total} caught",
-        total - survived
+        unreviewed.is_empty(),
+        "survivors not in tests/data/mutant_survivors.txt: {unreviewed:?}"
+    );
+    // A listed survivor that is now caught must leave the list, so the list stays the review
+    // of what survives today.
+    let stale: Vec<_> = listed.difference(&survived).collect();
+    assert!(
+        stale.is_empty(),
+        "listed in tests/data/mutant_survivors.txt but caught now: {stale:?}"
+    );
+    assert!(
+        caught * 100 >= total * FLOOR,
+        "{caught} of {total} caught, floor {FLOOR}%"
     );
 }
