@@ -16,10 +16,10 @@
 //! is not reviewed, or a reviewed one that is now caught, fails the test. The survivors fall
 //! in groups: the dispatcher's fallback to the original code (reached only by ops with no case,
 //! for which every path returns 1); stores dead in a per-op clone; search-buffer bytes that
-//! `bpf_load_hdr_opt` does not read; return values of subprograms their callers ignore; and
-//! scenario gaps (values equal on every scenario: no virtual time between losses, IPv6 peers
-//! with zero upper words, entries deleted before the end), which are the work left to reach the
-//! issue's 95%. `FLOOR` is the score reached so far.
+//! `bpf_load_hdr_opt` does not match on; return values of subprograms their callers ignore;
+//! values equal on every scenario (hdr_opt's `my_class` rodata is 0, no saved SYN carries its
+//! hint); and a model gap (ring buffer reservations read zero): the work left to reach the
+//! issue's 95%. `FLOOR` is the score reached so far (258 of 302, 85%).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -172,7 +172,24 @@ fn policies(fixture: &str) -> Vec<Source> {
                 k.extend_from_slice(&[0xff, 0xff, 10, 0, 0, last]);
                 k
             };
+            // `edges`' global IPv6 path: every address word non-zero.
+            let global = |addr: &str| {
+                let ip: std::net::Ipv6Addr = addr.parse().unwrap();
+                let mut k = words(&[10]);
+                k.extend_from_slice(&ip.octets());
+                k
+            };
             vec![vec![
+                map_event(
+                    "dst_policy",
+                    &global("2001:db8:1:2::10"),
+                    &words(&[250, 60, 0, 0]),
+                ),
+                map_event(
+                    "dst_policy",
+                    &global("2001:db8:3:4::20"),
+                    &words(&[0, 70, 3, 0]),
+                ),
                 map_event("dst_policy", &v4, &words(&[3000, 40, 1, 0])),
                 map_event("dst_policy", &v6, &words(&[700, 20, 1, 0])),
                 map_event("dst_policy", &mapped(1), &words(&[900, 30, 1, 0])),
@@ -318,7 +335,7 @@ fn reviewed() -> BTreeSet<(String, String)> {
 
 /// Floor on the score (caught / scored, in percent): what is reached today. The bar is
 /// 95; the module comment says where the remaining survivors stand.
-const FLOOR: usize = 80;
+const FLOOR: usize = 85;
 
 #[test]
 fn mutants_of_split_outputs_are_caught() {

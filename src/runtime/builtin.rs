@@ -2,7 +2,9 @@
 //! test workload (tests/kernel_harness) for IPv4 and IPv6, its lossy connection included; `edges` reaches the paths loopback
 //! cannot (syncookies, TCP Fast Open, TCP_REPAIR, `tcp_current_mss`, a v4-mapped peer on a
 //! dual-stack listener, retransmits and RTO with `expired`, listener close, RST, hardware TX
-//! timestamps, TCP-NV's BASE_RTT). Together they reach every op 1..=20.
+//! timestamps, TCP-NV's BASE_RTT) and ends with a global-IPv6 connection still open, so per-connection
+//! state (loss accounting, TX timestamps in flight) stays in maps for the final comparison.
+//! Together they reach every op 1..=20.
 
 use std::net::IpAddr;
 
@@ -147,6 +149,15 @@ impl B {
             peer: None,
             dt_ns: 10_000,
         });
+    }
+
+    /// A call after `dt_ns` of virtual time: state that records times (loss episodes, TX
+    /// timestamp stages) then differs from the previous call's.
+    fn call_after(&mut self, sock: u32, o: u32, args: [u32; 4], skb: Option<SkbSpec>, dt_ns: u64) {
+        self.call(sock, o, args, skb);
+        if let Some(Event::Call { dt_ns: d, .. }) = self.ev.last_mut() {
+            *d = dt_ns;
+        }
     }
 
     /// A call on a segment `peer` sent: `peer`'s written options travel with it.
@@ -595,5 +606,56 @@ fn edges() -> Vec<Event> {
     // Listener close.
     b.state(l4, CLOSE);
     b.state(l, CLOSE);
+
+    // A global IPv6 path (every address word non-zero) still open when the trace ends, so what
+    // the programs keep per connection is left in the maps for user space: a second send whose
+    // TX timestamps stop at SND_HW (no ACK yet), and a loss episode on the server spread over
+    // milliseconds, with a backoff that goes up and then down.
+    let g6 = Flow {
+        family: 10,
+        local: "2001:db8:1:2::10".parse().expect("ip"),
+        remote: "2001:db8:3:4::20".parse().expect("ip"),
+    };
+    let back6 = Flow {
+        family: 10,
+        local: g6.remote,
+        remote: g6.local,
+    };
+    let l6 = b.socket(&back6, 9443, 0, LISTEN, false, None);
+    b.call(l6, op::TCP_LISTEN_CB, [0; 4], None);
+    let (c6, s6) = b.open(&g6, l6, 51000, 9443);
+    b.send((c6, 51000), (s6, 9443), 1001, 1);
+    b.call(c6, op::TSTAMP_SENDMSG_CB, [0; 4], bare(1000, ACK, 2001));
+    b.hdr(
+        c6,
+        tcp(51000, 9443, 2001, PSH_ACK, &[&TS_OPTS]),
+        1000,
+        PSH_ACK,
+        2001,
+    );
+    let stamp = |hwtstamp: u64| {
+        Some(SkbSpec {
+            header: String::new(),
+            len: 1066,
+            tcp_flags: 0,
+            seq: 2001,
+            hwtstamp,
+            tskey: Some(3000),
+        })
+    };
+    b.call(c6, op::TSTAMP_SCHED_CB, [0; 4], stamp(0));
+    b.call_after(c6, op::TSTAMP_SND_SW_CB, [0; 4], stamp(0), 500_000);
+    b.call_after(
+        c6,
+        op::TSTAMP_SND_HW_CB,
+        [0; 4],
+        stamp(1_700_000_000_456),
+        1_000_000,
+    );
+    b.call_after(s6, op::RETRANS_CB, [5001, 1, 0, 0], None, 2_000_000);
+    b.call_after(s6, op::RTO_CB, [1, 50, 0, 0], None, 3_000_000);
+    b.call_after(s6, op::RTO_CB, [3, 200, 0, 0], None, 3_000_000);
+    b.call_after(s6, op::RTO_CB, [2, 100, 0, 0], None, 3_000_000);
+    b.call_after(s6, op::RETRANS_CB, [5001, 2, 0, 0], None, 4_000_000);
     b.ev
 }
