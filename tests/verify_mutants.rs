@@ -4,7 +4,7 @@
 //! against the original on the built-in scenarios and, for fixtures driven by maps user space
 //! fills, on every built-in scenario again after map events that fill them (one trace per
 //! policy: cc_choice in MODE_PER_PORT and in MODE_GLOBAL; syn_rto_rwnd with entries for the v4,
-//! v6 and v4-mapped peers).
+//! v6, v4-mapped and global-IPv6 peers; hdr_opt with its `my_class` rodata knob set).
 //!
 //! Left out of the score, by rule (`unobservable_return`): a constant moved into `r0` right
 //! before `exit` in a per-op program whose ops' result the kernel ignores (`ResultUse::Ignored`
@@ -17,9 +17,9 @@
 //! in groups: the dispatcher's fallback to the original code (reached only by ops with no case,
 //! for which every path returns 1); stores dead in a per-op clone; search-buffer bytes that
 //! `bpf_load_hdr_opt` does not match on; return values of subprograms their callers ignore;
-//! values equal on every scenario (hdr_opt's `my_class` rodata is 0, no saved SYN carries its
+//! values equal on every scenario (a peer's class never changes, no saved SYN carries hdr_opt's
 //! hint); and a model gap (ring buffer reservations read zero): the work left to reach the
-//! issue's 95%. `FLOOR` is the score reached so far (258 of 302, 85%).
+//! issue's 95%. `FLOOR` is the score reached so far (260 of 302, 86%).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -215,6 +215,9 @@ fn policies(fixture: &str) -> Vec<Source> {
                 vec![map_event("cc_settings", &words(&[0]), &global)],
             ]
         }
+        // The node agent sets this host's class (the `my_class` rodata knob) before load, so
+        // the hints carry a non-zero class.
+        "hdr_opt.o" => vec![vec![map_event(".rodata", &words(&[0]), &[5])]],
         _ => return Vec::new(),
     };
     let mut out = Vec::new();
@@ -335,7 +338,7 @@ fn reviewed() -> BTreeSet<(String, String)> {
 
 /// Floor on the score (caught / scored, in percent): what is reached today. The bar is
 /// 95; the module comment says where the remaining survivors stand.
-const FLOOR: usize = 85;
+const FLOOR: usize = 86;
 
 #[test]
 fn mutants_of_split_outputs_are_caught() {
