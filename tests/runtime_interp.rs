@@ -5,6 +5,7 @@ use opsplit::insn::{
     AluOp, AtomicOp, ByteOrder, Call, Insn, JmpCond, LdImm64, NarrowSize, Reg, Size, Src, SwapBits,
     Width,
 };
+use opsplit::runtime::helpers::ringbuf_stale_bytes;
 use opsplit::runtime::memory::AccessFault;
 use opsplit::runtime::{
     Config, FaultKind, Machine, MapInit, Module, ModuleFunction, ModuleMap, ModuleProgram, Record,
@@ -1032,7 +1033,8 @@ fn ringbuf_reserve_submit_discard_and_output_account_for_space() {
         vec![
             Record::Ringbuf {
                 map: 0,
-                data: [7u64.to_le_bytes(), [0; 8]].concat()
+                // The second word was never written: it keeps what the ring held.
+                data: [&7u64.to_le_bytes()[..], &ringbuf_stale_bytes(16)[8..]].concat()
             },
             Record::Ringbuf {
                 map: 0,
@@ -1051,6 +1053,16 @@ fn ringbuf_reserve_submit_discard_and_output_account_for_space() {
     m.consume_ringbuf(0);
     m.run("p", 0).unwrap();
     assert_eq!(m.records.len(), 206);
+}
+
+#[test]
+fn ringbuf_reservations_hold_stale_bytes_not_zeroes() {
+    // The kernel never clears a reservation: every byte of the pattern differs from 0 and from
+    // its neighbours, so a field left unwritten cannot pass for a zeroed one.
+    let stale = ringbuf_stale_bytes(64);
+    assert!(stale.iter().all(|&b| b != 0));
+    assert!(stale.windows(2).all(|w| w[0] != w[1]));
+    assert_eq!(ringbuf_stale_bytes(8), stale[..8], "the same on every run");
 }
 
 #[test]

@@ -474,8 +474,21 @@ fn ringbuf_need(len: u64) -> u64 {
     len.saturating_add(8).div_ceil(8).saturating_mul(8)
 }
 
-/// `bpf_ringbuf_reserve(ringbuf, size, flags)`: a writable record, or NULL when flags are not
-/// 0 or the buffer has no room.
+/// What a fresh reservation holds before the program writes it. `__bpf_ringbuf_reserve`
+/// (kernel/bpf/ringbuf.c) hands out the ring's memory as it is: whatever an earlier record that
+/// was consumed left there, never zeroes. A fixed, position-dependent pattern stands for those
+/// stale bytes, so a field the program leaves unwritten shows in the submitted record (and in a
+/// `verify` comparison, where both sides see the same pattern) instead of reading as a
+/// plausible 0.
+pub fn ringbuf_stale_bytes(len: usize) -> Vec<u8> {
+    // High bit set: never 0; an odd step: neighbours always differ.
+    (0..len)
+        .map(|i| 0x80 | (0x1e_u8.wrapping_add((i as u8).wrapping_mul(0x3b)) & 0x7f))
+        .collect()
+}
+
+/// `bpf_ringbuf_reserve(ringbuf, size, flags)`: a writable record holding stale bytes
+/// ([`ringbuf_stale_bytes`]), or NULL when flags are not 0 or the buffer has no room.
 fn ringbuf_reserve(m: &mut Machine, a: [u64; 5]) -> Result<u64, HelperError> {
     const NAME: &str = "bpf_ringbuf_reserve";
     let map = map_arg(m, NAME, a[0])?;
@@ -493,7 +506,7 @@ fn ringbuf_reserve(m: &mut Machine, a: [u64; 5]) -> Result<u64, HelperError> {
     }
     let region = m.memory.alloc(
         RegionKind::RingbufRecord { map: map as u32 },
-        vec![0; a[1] as usize],
+        ringbuf_stale_bytes(a[1] as usize),
         true,
     );
     if let Storage::RingBuf { pending, reserved } = &mut m.maps[map].storage {
