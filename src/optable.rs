@@ -890,23 +890,104 @@ pub mod helper {
 
     /// Helpers whose pointer arguments are only read (keys, values, option buffers to set,
     /// records to output): the stack they point to keeps its contents across the call.
+    /// What a helper does with the memory a pointer argument points to, from the `argN_type`
+    /// of its kernel prototype (`bpf_func_proto`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Access {
+        /// `ARG_PTR_TO_MEM | MEM_RDONLY`, map keys and values: the verifier requires the bytes
+        /// initialised and the helper only reads them.
+        Read,
+        /// `ARG_PTR_TO_UNINIT_MEM`: the helper fills the bytes (on failure too, zeroing them)
+        /// and never reads them.
+        Write,
+        /// `ARG_PTR_TO_MEM | MEM_WRITE`: read (so initialised) and possibly written.
+        ReadWrite,
+    }
+
+    /// How many bytes a pointer argument covers.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Extent {
+        /// The value of argument `n` (`ARG_CONST_SIZE[_OR_ZERO]`, known at verification).
+        SizeArg(u8),
+        /// The key size of the map in argument `n`.
+        MapKey(u8),
+        /// The value size of the map in argument `n`.
+        MapValue(u8),
+    }
+
+    /// A pointer-to-memory argument of a helper.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct MemArg {
+        /// Argument register, 1 to 5.
+        pub arg: u8,
+        pub access: Access,
+        pub extent: Extent,
+    }
+
+    const fn mem(arg: u8, access: Access, extent: Extent) -> MemArg {
+        MemArg {
+            arg,
+            access,
+            extent,
+        }
+    }
+
+    use Access::*;
+    use Extent::*;
+
+    /// The pointer-to-memory arguments of the helpers sock_ops programs call, by helper id.
+    /// A helper listed with no arguments takes no pointer to program memory. Callback contexts
+    /// (`bpf_loop`, `bpf_for_each_map_elem`) are not here: the callback may do anything with
+    /// them. Checked against `net/core/filter.c`, `kernel/bpf/helpers.c` and
+    /// `kernel/bpf/ringbuf.c` of 6.18.
+    pub const MEMORY_ARGS: &[(i32, &[MemArg])] = &[
+        (MAP_LOOKUP_ELEM, &[mem(2, Read, MapKey(1))]),
+        (
+            MAP_UPDATE_ELEM,
+            &[mem(2, Read, MapKey(1)), mem(3, Read, MapValue(1))],
+        ),
+        (3, &[mem(2, Read, MapKey(1))]),    // map_delete_elem
+        (5, &[]),                           // ktime_get_ns
+        (6, &[mem(1, Read, SizeArg(2))]),   // trace_printk
+        (7, &[]),                           // get_prandom_u32
+        (8, &[]),                           // get_smp_processor_id
+        (16, &[mem(1, Write, SizeArg(2))]), // get_current_comm
+        (PERF_EVENT_OUTPUT, &[mem(4, Read, SizeArg(5))]),
+        (GET_SOCKET_COOKIE, &[]),
+        (SETSOCKOPT, &[mem(4, Read, SizeArg(5))]),
+        (SOCK_MAP_UPDATE, &[mem(3, Read, MapKey(2))]),
+        (GETSOCKOPT, &[mem(4, Write, SizeArg(5))]),
+        (SOCK_OPS_CB_FLAGS_SET, &[]),
+        (SOCK_HASH_UPDATE, &[mem(3, Read, MapKey(2))]),
+        (87, &[mem(2, Read, MapValue(1))]),  // map_push_elem
+        (88, &[mem(2, Write, MapValue(1))]), // map_pop_elem
+        (89, &[mem(2, Write, MapValue(1))]), // map_peek_elem
+        (TCP_SOCK, &[]),
+        (SK_STORAGE_GET, &[mem(3, Read, MapValue(1))]),
+        (SK_STORAGE_DELETE, &[]),
+        (112, &[mem(1, Write, SizeArg(2))]), // probe_read_user
+        (113, &[mem(1, Write, SizeArg(2))]), // probe_read_kernel
+        (GET_NETNS_COOKIE, &[]),
+        (125, &[]),                         // ktime_get_boot_ns
+        (130, &[mem(2, Read, SizeArg(3))]), // ringbuf_output
+        (131, &[]),                         // ringbuf_reserve
+        (132, &[]),                         // ringbuf_submit
+        (133, &[]),                         // ringbuf_discard
+        (LOAD_HDR_OPT, &[mem(2, ReadWrite, SizeArg(3))]),
+        (STORE_HDR_OPT, &[mem(2, Read, SizeArg(3))]),
+        (RESERVE_HDR_OPT, &[]),
+        (160, &[]), // ktime_get_coarse_ns
+        (208, &[]), // ktime_get_tai_ns
+    ];
+
+    /// The pointer-to-memory arguments of helper `id`; `None` for a helper not in
+    /// [`MEMORY_ARGS`], whose use of pointers is unknown.
+    pub fn memory_args(id: i32) -> Option<&'static [MemArg]> {
+        MEMORY_ARGS.iter().find(|(h, _)| *h == id).map(|(_, a)| *a)
+    }
+
     pub fn reads_only_through_pointers(id: i32) -> bool {
-        matches!(
-            id,
-            MAP_LOOKUP_ELEM
-                | MAP_UPDATE_ELEM
-                | 3 // map_delete_elem
-                | 6 // trace_printk
-                | PERF_EVENT_OUTPUT
-                | SETSOCKOPT
-                | SOCK_MAP_UPDATE
-                | SOCK_HASH_UPDATE
-                | SK_STORAGE_GET
-                | SK_STORAGE_DELETE
-                | 130 // ringbuf_output
-                | STORE_HDR_OPT
-                | 87 // map_push_elem
-        )
+        memory_args(id).is_some_and(|a| a.iter().all(|m| m.access == Access::Read))
     }
 }
 

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use super::code::{CInsn, Reloc, remove};
 use crate::insn::{AluOp, Call, Insn, Reg, RegSet, Src, Width};
+use crate::optable::helper::{self, Access, Extent};
 
 /// Key and value sizes of maps, by the symbol an `ld_imm64` relocation names: what
 /// `bpf_map_*_elem` reads through its key and value pointers.
@@ -44,7 +45,9 @@ impl P {
 }
 
 /// Forward pass: what every register holds before each instruction. `None` for unreachable.
-fn pointers(code: &[CInsn]) -> Vec<Option<[P; 11]>> {
+/// `spills`: whether a stack pointer may have been stored to memory, so that a load from the
+/// stack may bring one back.
+fn pointers(code: &[CInsn], spills: bool) -> Vec<Option<[P; 11]>> {
     let n = code.len();
     let mut at: Vec<Option<[P; 11]>> = vec![None; n];
     if n == 0 {
@@ -87,7 +90,7 @@ fn pointers(code: &[CInsn]) -> Vec<Option<[P; 11]>> {
             }
             // A spilled stack pointer may come back from the stack.
             Insn::Load { dst, src, .. } | Insn::LoadSx { dst, src, .. }
-                if get(&r, src).stackish() =>
+                if spills && get(&r, src).stackish() =>
             {
                 r[dst.index() as usize] = P::Maybe
             }
@@ -111,48 +114,50 @@ fn pointers(code: &[CInsn]) -> Vec<Option<[P; 11]>> {
     at
 }
 
-/// The stack bytes a call reads, when known exactly: `Some(ranges)`; `None` = maybe any.
+/// The stack bytes a call reads, when known exactly: `Some(ranges)`; `None` = maybe any. A
+/// helper's reads come from its prototype (`optable::helper::MEMORY_ARGS`); write-only
+/// arguments read nothing. Subprograms, kfuncs and unknown helpers given a stack pointer may
+/// read anything.
 fn call_reads(insn: &Insn, regs: &[P; 11], maps: &MapSizes) -> Option<Vec<(i64, u32)>> {
     let arg = |k: usize| regs[k];
     let args_stackish = (1..=5).any(|k| arg(k).stackish());
+    if !args_stackish {
+        return Some(Vec::new());
+    }
     let Insn::Call(Call::Helper(id)) = *insn else {
-        return if args_stackish {
-            None
-        } else {
-            Some(Vec::new())
-        };
+        return None;
     };
-    // (argument holding a pointer, its size).
-    let sized: Vec<(usize, Option<u32>)> = match (id, arg(1)) {
-        (1 | 3, P::Map(m)) => vec![(2, maps.get(&m).map(|s| s.0))],
-        (2, P::Map(m)) => vec![
-            (2, maps.get(&m).map(|s| s.0)),
-            (3, maps.get(&m).map(|s| s.1)),
-        ],
-        // bpf_setsockopt(ctx, level, optname, optval, optlen)
-        (49, _) => vec![(
-            4,
-            match arg(5) {
-                P::Const(k) if (0..=512).contains(&k) => Some(k as u32),
+    let mem = helper::memory_args(id)?;
+    let size = |e: Extent| -> Option<u32> {
+        match e {
+            Extent::SizeArg(k) => match arg(usize::from(k)) {
+                P::Const(n) if (0..=FRAME).contains(&n) => Some(n as u32),
                 _ => None,
             },
-        )],
-        _ => {
-            return if args_stackish {
-                None
-            } else {
-                Some(Vec::new())
-            };
+            Extent::MapKey(k) | Extent::MapValue(k) => match arg(usize::from(k)) {
+                P::Map(m) => maps.get(&m).map(|s| {
+                    if matches!(e, Extent::MapKey(_)) {
+                        s.0
+                    } else {
+                        s.1
+                    }
+                }),
+                _ => None,
+            },
         }
     };
     let mut out = Vec::new();
-    for k in 1..=5 {
-        let p = arg(k);
+    for k in 1..=5u8 {
+        let p = arg(usize::from(k));
         if !p.stackish() {
             continue;
         }
-        match (p, sized.iter().find(|(a, _)| *a == k)) {
-            (P::Stack(o), Some((_, Some(n)))) => out.push((o, *n)),
+        let m = mem.iter().find(|m| m.arg == k)?;
+        if m.access == Access::Write {
+            continue;
+        }
+        match p {
+            P::Stack(o) => out.push((o, size(m.extent)?)),
             _ => return None,
         }
     }
@@ -223,7 +228,9 @@ fn succs(code: &[CInsn], i: usize) -> Vec<usize> {
 }
 
 /// Whether a stack pointer may be stored to memory (then any load or call may reach any stack
-/// byte), from the forward pointer pass.
+/// byte), from the forward pointer pass: stored by the function itself, or by a callee given
+/// one (a subprogram, kfunc or callback may store it through another; helpers with a known
+/// prototype only write data).
 fn stack_escapes(code: &[CInsn], regs: &[Option<[P; 11]>]) -> bool {
     code.iter().zip(regs).any(|(c, r)| {
         let Some(r) = r else { return false };
@@ -233,9 +240,26 @@ fn stack_escapes(code: &[CInsn], regs: &[Option<[P; 11]>]) -> bool {
             }
             | Insn::StoreRelease { src: x, .. }
             | Insn::Atomic { src: x, .. } => r[x.index() as usize].stackish(),
+            Insn::Call(call) => {
+                let known = matches!(call, Call::Helper(id) if helper::memory_args(id).is_some());
+                !known && (1..=5).any(|k| r[k].stackish())
+            }
             _ => false,
         }
     })
+}
+
+/// The pointer pass and whether the stack escapes. The pass first assumes no stack pointer is
+/// ever stored, so that values loaded from the stack are not pointers into it; if the result
+/// shows a store of one after all, it is redone without the assumption.
+fn pointers_and_escape(code: &[CInsn]) -> (Vec<Option<[P; 11]>>, bool) {
+    let optimistic = pointers(code, false);
+    if !stack_escapes(code, &optimistic) {
+        return (optimistic, false);
+    }
+    let regs = pointers(code, true);
+    let escapes = stack_escapes(code, &regs);
+    (regs, escapes)
 }
 
 /// Live-in of instruction `i` given its live-out. `regs`: what the registers hold before it
@@ -337,8 +361,7 @@ fn removable(c: &CInsn, out: &Live) -> bool {
 /// One liveness pass; returns the instructions to drop.
 fn dead(code: &[CInsn], maps: &MapSizes) -> Vec<bool> {
     let n = code.len();
-    let regs = pointers(code);
-    let escapes = stack_escapes(code, &regs);
+    let (regs, escapes) = pointers_and_escape(code);
     let succ: Vec<Vec<usize>> = (0..n).map(|i| succs(code, i)).collect();
     let mut live_in = vec![Live::default(); n];
     let mut live_out = vec![Live::default(); n];
@@ -430,6 +453,103 @@ mod tests {
         run(&mut code, &MapSizes::from([(7, (4, 8))]));
         assert_eq!(code.len(), 7);
         assert_eq!(code[0].insn.to_string(), "*(u32 *)(r10 - 0x4) = r6");
+    }
+
+    fn mov(dst: Reg, src: Src) -> CInsn {
+        CInsn::new(Insn::Alu {
+            width: Width::W64,
+            op: AluOp::Mov,
+            dst,
+            src,
+        })
+    }
+
+    fn add(dst: Reg, k: i32) -> CInsn {
+        CInsn::new(Insn::Alu {
+            width: Width::W64,
+            op: AluOp::Add,
+            dst,
+            src: Src::Imm(k),
+        })
+    }
+
+    fn st(off: i16, src: Src) -> CInsn {
+        CInsn::new(Insn::Store {
+            size: Size::W,
+            dst: Reg::R10,
+            off,
+            src,
+        })
+    }
+
+    /// `int one = 1` for a setsockopt on another op's path, an 8-byte buffer passed to
+    /// `bpf_load_hdr_opt` (size 8) or `bpf_getsockopt` (size 8), and a byte copied from the
+    /// stack to the stack (a load from the stack: not a stack pointer, since none is stored).
+    fn hdr_prog(helper: i32) -> Vec<CInsn> {
+        vec![
+            st(-0x14, Src::Imm(1)),
+            st(-8, Src::Imm(0)),
+            st(-4, Src::Imm(0)),
+            CInsn::new(Insn::Load {
+                size: Size::W,
+                dst: Reg::R3,
+                src: Reg::R10,
+                off: -8,
+            }),
+            CInsn::new(Insn::Store {
+                size: Size::W,
+                dst: Reg::R10,
+                off: -0x10,
+                src: Src::Reg(Reg::R3),
+            }),
+            mov(Reg::R1, Src::Reg(Reg::R6)),
+            mov(Reg::R2, Src::Imm(6)),
+            mov(Reg::R3, Src::Imm(14)),
+            mov(Reg::R4, Src::Reg(Reg::R10)),
+            add(Reg::R4, -8),
+            mov(Reg::R5, Src::Imm(8)),
+            CInsn::new(Insn::Call(Call::Helper(helper))),
+            mov(Reg::R0, Src::Imm(1)),
+            CInsn::new(Insn::EXIT),
+        ]
+    }
+
+    fn stores(code: &[CInsn]) -> Vec<String> {
+        code.iter()
+            .filter(|c| matches!(c.insn, Insn::Store { .. }))
+            .map(|c| c.insn.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn helpers_read_what_their_prototype_says() {
+        // bpf_setsockopt(ctx, level, optname, optval = fp-8, optlen = 8) reads the 8 bytes:
+        // both halves of the buffer stay, `one` and the copy nobody reads go.
+        let mut code = hdr_prog(helper::SETSOCKOPT);
+        run(&mut code, &MapSizes::new());
+        assert_eq!(
+            stores(&code),
+            ["*(u32 *)(r10 - 0x8) = 0x0", "*(u32 *)(r10 - 0x4) = 0x0"]
+        );
+        // bpf_getsockopt's optval is ARG_PTR_TO_UNINIT_MEM: written, never read, so the
+        // initialisation is dead too.
+        let mut code = hdr_prog(helper::GETSOCKOPT);
+        run(&mut code, &MapSizes::new());
+        assert_eq!(stores(&code), Vec::<String>::new());
+    }
+
+    #[test]
+    fn unknown_helpers_and_subprograms_given_the_stack_keep_it() {
+        // A helper outside the prototype table may read (and store) any stack byte.
+        let mut code = hdr_prog(9999);
+        run(&mut code, &MapSizes::new());
+        assert_eq!(stores(&code).len(), 4, "{:?}", stores(&code));
+        // A subprogram given a stack pointer may store it, so loads from the stack may be
+        // stack pointers: every store stays, the copy included.
+        let mut code = hdr_prog(0);
+        code[11] = CInsn::new(Insn::Call(Call::Local(-1)));
+        run(&mut code, &MapSizes::new());
+        assert_eq!(stores(&code).len(), 4, "{:?}", stores(&code));
     }
 
     #[test]
