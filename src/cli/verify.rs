@@ -61,6 +61,12 @@ pub fn render_text(r: &Report) -> String {
             "scenario {}: {} events, {} hook calls compared\n",
             sc.scenario, sc.events, total
         ));
+        if !sc.empty_prog_arrays.is_empty() {
+            s.push_str(&format!(
+                "  the candidate's dispatchers alone: {} left empty\n",
+                sc.empty_prog_arrays.join(", ")
+            ));
+        }
         for (op, n) in &sc.per_op {
             let name = crate::optable::op_info(*op as u8).map_or("?", |i| i.short_name());
             s.push_str(&format!("  op {op:>2} {name:<24} {n} calls\n"));

@@ -66,6 +66,17 @@ impl Module {
                 init,
             });
         }
+        if let Some(name) = config
+            .empty_prog_arrays
+            .iter()
+            .find(|n| !map_index.contains_key(n.as_str()))
+        {
+            return Err(Error::Map {
+                map: name.clone(),
+                message: "Config::empty_prog_arrays names it, but the object has no such map"
+                    .into(),
+            });
+        }
         let func_index: HashMap<&str, usize> = obj
             .functions
             .iter()
@@ -99,7 +110,13 @@ impl Module {
                     }
                 }
             }
-            if !programs.is_empty() {
+            if config.empty_prog_arrays.contains(&m.name) {
+                if m.def.map_type != super::maps::map_type::PROG_ARRAY {
+                    return Err(err(
+                        "Config::empty_prog_arrays names it, but it is not a PROG_ARRAY".into(),
+                    ));
+                }
+            } else if !programs.is_empty() {
                 maps[index].init = MapInit::Programs(programs);
             } else if !inner.is_empty() {
                 maps[index].init = MapInit::Maps(inner);

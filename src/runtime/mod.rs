@@ -196,6 +196,11 @@ pub struct Config {
     /// initialised (root may read it: `allow_uninit_stack`); 0 makes runs reproducible, a
     /// poison byte makes a read of never-written stack visible (`verify` uses 0xa5).
     pub stack_fill: u8,
+    /// PROG_ARRAY maps (by name) whose statically initialised slots are left empty, as when a
+    /// loader does not fill them (a staged cutover, a tail-call target that failed to load):
+    /// every tail call through them fails and falls through. `verify` runs the split form's
+    /// dispatchers alone this way. Naming a map that is not a PROG_ARRAY is a load error.
+    pub empty_prog_arrays: std::collections::BTreeSet<String>,
 }
 
 impl Default for Config {
@@ -211,6 +216,7 @@ impl Default for Config {
             kernel_version: (6 << 16) | (18 << 8) | 44,
             kconfig: std::collections::BTreeMap::new(),
             stack_fill: 0,
+            empty_prog_arrays: std::collections::BTreeSet::new(),
         }
     }
 }

@@ -44,7 +44,13 @@ pub struct Difference {
 /// Per scenario: events compared per op, and the first difference.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ScenarioReport {
+    /// The scenario's name; `NAME (dispatcher only)` for the run with the candidate's dispatch
+    /// tables left empty.
     pub scenario: String,
+    /// The candidate's PROG_ARRAY maps left empty on this run (see [`dispatch_tables`]); empty
+    /// for the ordinary run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub empty_prog_arrays: Vec<String>,
     pub events: usize,
     /// op → hook calls compared (calls the kernel would make on the original).
     pub per_op: BTreeMap<u32, usize>,
@@ -76,6 +82,64 @@ pub enum Source {
     },
 }
 
+/// What to run besides the ordinary comparison.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// For a split-form candidate, run every scenario again with its dispatch tables left empty
+    /// (the dispatchers alone, as the kernel runs them when the vtable is not filled) and
+    /// compare that with the original too. On by default.
+    pub dispatcher_only: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            dispatcher_only: true,
+        }
+    }
+}
+
+/// The dispatch tables of a split-form candidate: PROG_ARRAY maps the original does not have,
+/// statically initialised with programs, that the main function of a program `verify` runs
+/// (one carrying an original program's name) tail-calls through (`bpf_tail_call` with the map
+/// loaded by an `ld_imm64`). Empty when the candidate is not in split form. The original's own
+/// PROG_ARRAYs are never listed: emptying them would change what the original means.
+pub fn dispatch_tables(original: &Object, candidate: &Object, programs: &[String]) -> Vec<String> {
+    use crate::insn::{Call, Insn};
+    use crate::obj::RelocKind;
+    const TAIL_CALL: i32 = 12;
+    let mut out = Vec::new();
+    for p in &candidate.programs {
+        let f = &candidate.functions[p.function];
+        if p.prog_type != ProgramType::SockOps || !programs.contains(&f.name) {
+            continue;
+        }
+        let tail_calls = f
+            .insns
+            .iter()
+            .any(|i| matches!(i.insn, Insn::Call(Call::Helper(TAIL_CALL))));
+        if !tail_calls {
+            continue;
+        }
+        for r in &f.relocations {
+            let RelocKind::Map { map } = &r.kind else {
+                continue;
+            };
+            let Some(m) = candidate.maps.iter().find(|m| &m.name == map) else {
+                continue;
+            };
+            if m.def.map_type == super::maps::map_type::PROG_ARRAY
+                && !m.values.is_empty()
+                && !original.maps.iter().any(|o| &o.name == map)
+                && !out.contains(map)
+            {
+                out.push(map.clone());
+            }
+        }
+    }
+    out
+}
+
 fn sock_ops_programs(obj: &Object) -> Vec<String> {
     obj.programs
         .iter()
@@ -84,9 +148,20 @@ fn sock_ops_programs(obj: &Object) -> Vec<String> {
         .collect()
 }
 
-/// Verifies `candidate` against `original` on `source`'s scenarios. `Err` is an input problem
-/// (a load error, an unknown scenario, a program missing from the candidate).
+/// Verifies `candidate` against `original` on `source`'s scenarios, with the default
+/// [`Options`] (a split-form candidate is also run with its dispatch tables empty). `Err` is an
+/// input problem (a load error, an unknown scenario, a program missing from the candidate).
 pub fn verify(original: &Object, candidate: &Object, source: &Source) -> Result<Report, String> {
+    verify_with(original, candidate, source, &Options::default())
+}
+
+/// [`verify`] with options.
+pub fn verify_with(
+    original: &Object,
+    candidate: &Object,
+    source: &Source,
+    options: &Options,
+) -> Result<Report, String> {
     let programs = sock_ops_programs(original);
     if programs.is_empty() {
         return Err("the original has no sock_ops program".into());
@@ -116,11 +191,31 @@ pub fn verify(original: &Object, candidate: &Object, source: &Source) -> Result<
         )],
         Source::Trace { name, events } => vec![(name.clone(), events.clone())],
     };
+    let tables = if options.dispatcher_only {
+        dispatch_tables(original, candidate, &programs)
+    } else {
+        Vec::new()
+    };
     let mut reports = Vec::new();
     for (name, events) in scenarios {
         reports.push(verify_scenario(
-            original, candidate, &programs, &name, &events,
+            original,
+            candidate,
+            &programs,
+            &name,
+            &events,
+            &[],
         )?);
+        if !tables.is_empty() {
+            reports.push(verify_scenario(
+                original,
+                candidate,
+                &programs,
+                &format!("{name} (dispatcher only)"),
+                &events,
+                &tables,
+            )?);
+        }
     }
     Ok(Report {
         programs,
@@ -128,11 +223,12 @@ pub fn verify(original: &Object, candidate: &Object, source: &Source) -> Result<
     })
 }
 
-fn machine(obj: &Object, which: &str) -> Result<Machine, String> {
+fn machine(obj: &Object, which: &str, empty_prog_arrays: &[String]) -> Result<Machine, String> {
     // Stack the program never wrote reads as poison, not zeros: a candidate that drops an
     // initialising store shows.
     let config = Config {
         stack_fill: 0xa5,
+        empty_prog_arrays: empty_prog_arrays.iter().cloned().collect(),
         ..Config::default()
     };
     let mut m = Machine::sock_ops(obj, config).map_err(|e| format!("{which}: {e}"))?;
@@ -225,14 +321,16 @@ fn verify_scenario(
     programs: &[String],
     name: &str,
     events: &[Event],
+    empty_prog_arrays: &[String],
 ) -> Result<ScenarioReport, String> {
-    let mut ma = machine(original, "original")?;
-    let mut mb = machine(candidate, "candidate")?;
+    let mut ma = machine(original, "original", &[])?;
+    let mut mb = machine(candidate, "candidate", empty_prog_arrays)?;
     let mut ra = Runner::new(programs.to_vec());
     let mut rb = Runner::new(programs.to_vec());
     let mut per_op = BTreeMap::new();
     let mut report = ScenarioReport {
         scenario: name.to_string(),
+        empty_prog_arrays: empty_prog_arrays.to_vec(),
         events: events.len(),
         per_op: BTreeMap::new(),
         difference: None,
