@@ -173,3 +173,55 @@ fn map_events_fill_maps_before_later_calls() {
         .unwrap_err();
     assert!(e.to_string().contains("takes 20-byte keys"), "{e}");
 }
+
+/// tos_reflect's server port reflects the client's DSCP from the saved SYN's IP header: the
+/// listener switches TCP_SAVE_SYN on in TCP_LISTEN_CB, the client's program sets its TOS in
+/// TCP_CONNECT_CB (before the SYN leaves), the request sock records the SYN with that TOS and
+/// the child takes it over (`from`). A child made from a syncookie has no saved SYN.
+#[test]
+fn a_child_reads_the_saved_syn_its_listener_asked_for() {
+    use opsplit::runtime::scenario::hex;
+    let mut m = machine(&fixture("tos_reflect.o"));
+    let port = |p: u32| hex(&p.to_le_bytes());
+    let syn = "a21c1c84000003e8000000005002ffff00000000";
+    let text = format!(
+        "{{\"kind\":\"map\",\"name\":\"port_class\",\"key\":\"{}\",\"value\":\"00010000\"}}\n\
+         {{\"kind\":\"map\",\"name\":\"port_class\",\"key\":\"{}\",\"value\":\"2e000000\"}}\n\
+         {{\"kind\":\"socket\",\"id\":1,\"family\":2,\"local\":\"10.0.0.1\",\"local_port\":7300,\"remote\":\"0.0.0.0\",\"remote_port\":0,\"state\":10}}\n\
+         {{\"kind\":\"call\",\"sock\":1,\"op\":11}}\n\
+         {{\"kind\":\"socket\",\"id\":2,\"family\":2,\"local\":\"10.0.0.2\",\"local_port\":41500,\"remote\":\"10.0.0.1\",\"remote_port\":7300,\"state\":2}}\n\
+         {{\"kind\":\"call\",\"sock\":2,\"op\":3}}\n\
+         {{\"kind\":\"socket\",\"id\":3,\"family\":2,\"local\":\"10.0.0.1\",\"local_port\":7300,\"remote\":\"10.0.0.2\",\"remote_port\":41500,\"state\":12,\"request\":true,\"parent\":1,\"syn\":\"{syn}\",\"peer\":2}}\n\
+         {{\"kind\":\"socket\",\"id\":4,\"family\":2,\"local\":\"10.0.0.1\",\"local_port\":7300,\"remote\":\"10.0.0.2\",\"remote_port\":41500,\"state\":3,\"parent\":1,\"from\":3}}\n\
+         {{\"kind\":\"call\",\"sock\":4,\"op\":5}}\n\
+         {{\"kind\":\"socket\",\"id\":5,\"family\":2,\"local\":\"10.0.0.1\",\"local_port\":7300,\"remote\":\"10.0.0.2\",\"remote_port\":41501,\"state\":3,\"parent\":1}}\n\
+         {{\"kind\":\"call\",\"sock\":5,\"op\":5}}\n",
+        port(7300),
+        port(41500),
+    );
+    let mut runner = Runner::new(vec!["tos_reflect".into()]);
+    runner.run(&mut m, &parse_jsonl(&text).unwrap()).unwrap();
+    let socks = runner.sock_states();
+    let ip_tos = |id: u32| socks[&id].1.opts.get(&(0, 1)).copied();
+    assert_eq!(ip_tos(2), Some(46 << 2), "the client's class");
+    // The saved SYN moved from the request sock to the child, with the client's TOS.
+    assert_eq!(socks[&3].1.saved_syn, None);
+    let saved = socks[&4].1.saved_syn.clone().expect("the child's saved SYN");
+    assert!(saved.mac.is_empty(), "TCP_SAVE_SYN 1 keeps no link-layer header");
+    assert_eq!(saved.ip[..2], [0x45, 46 << 2]);
+    assert_eq!(saved.ip[12..20], [10, 0, 0, 2, 10, 0, 0, 1]);
+    assert_eq!(hex(&saved.tcp), syn);
+    assert_eq!(ip_tos(4), Some(46 << 2), "reflected");
+    assert_eq!(socks[&5].1.saved_syn, None);
+    assert_eq!(ip_tos(5), None, "no saved SYN: nothing to reflect");
+    let reflected = m.map_index("reflected").unwrap();
+    let counts: Vec<(Vec<u8>, Vec<u8>)> = m.maps[reflected]
+        .entries(&m.memory)
+        .into_iter()
+        .filter(|(_, v)| v.iter().any(|&b| b != 0))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![(46u32.to_le_bytes().to_vec(), 1u64.to_le_bytes().to_vec())]
+    );
+}

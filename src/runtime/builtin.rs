@@ -133,7 +133,45 @@ impl B {
             request,
             parent,
             saved_syn: None,
+            syn: None,
+            peer: None,
+            from: None,
+            save_syn: 0,
         });
+        id
+    }
+
+    /// A request sock (or TCP Fast Open child, `request` false) made from SYN `syn` that
+    /// `peer` sent to listener `l`.
+    #[allow(clippy::too_many_arguments)]
+    fn from_syn(
+        &mut self,
+        f: &Flow,
+        lport: u16,
+        rport: u16,
+        state: u8,
+        request: bool,
+        l: u32,
+        syn: String,
+        peer: Option<u32>,
+    ) -> u32 {
+        let id = self.socket(f, lport, rport, state, request, Some(l));
+        if let Some(Event::Socket {
+            syn: s, peer: p, ..
+        }) = self.ev.last_mut()
+        {
+            *s = Some(syn);
+            *p = peer;
+        }
+        id
+    }
+
+    /// The child of listener `l` that request sock `req` became.
+    fn child(&mut self, f: &Flow, lport: u16, rport: u16, l: u32, req: u32) -> u32 {
+        let id = self.socket(f, lport, rport, SYN_RECV, false, Some(l));
+        if let Some(Event::Socket { from, .. }) = self.ev.last_mut() {
+            *from = Some(req);
+        }
         id
     }
 
@@ -262,7 +300,7 @@ impl B {
         let syn = tcp(cport, sport, 1000, SYN, &[&SYN_OPTS]);
         self.hdr(c, syn, 0, SYN, 1000);
         let synp = tcp(cport, sport, 1000, SYN, &[&SYN_OPTS, &PEER_OPT]);
-        let r = self.socket(&back, sport, cport, 12, true, Some(l));
+        let r = self.from_syn(&back, sport, cport, 12, true, l, synp.clone(), Some(c));
         self.call(r, op::RWND_INIT, [0; 4], None);
         self.call(r, op::TIMEOUT_INIT, [0; 4], None);
         self.call_syn(
@@ -288,7 +326,7 @@ impl B {
         let sap = tcp(sport, cport, 5000, SYN_ACK, &[&SYN_OPTS, &PEER_OPT]);
         self.recv(c, op::ACTIVE_ESTABLISHED_CB, skb(sap, 0, SYN_ACK, 5000), r);
         self.hdr(c, tcp(cport, sport, 1001, ACK, &[&TS_OPTS]), 0, ACK, 1001);
-        let s = self.socket(&back, sport, cport, SYN_RECV, false, Some(l));
+        let s = self.child(&back, sport, cport, l, r);
         self.rtt(s, 80, 640);
         let ackp = tcp(cport, sport, 1001, ACK, &[&TS_OPTS, &PEER_OPT]);
         self.recv(s, op::PASSIVE_ESTABLISHED_CB, skb(ackp, 0, ACK, 1001), c);
@@ -559,8 +597,6 @@ fn edges() -> Vec<Event> {
     );
     b.state(child, ESTABLISHED);
     // TCP Fast Open: the child exists at the SYN; PASSIVE_ESTABLISHED carries the SYN with data.
-    let tfo = b.socket(&back4, 443, 40001, SYN_RECV, false, Some(l4));
-    b.call(tfo, op::TIMEOUT_INIT, [0; 4], None);
     let tsyn = tcp(
         40001,
         443,
@@ -568,6 +604,8 @@ fn edges() -> Vec<Event> {
         SYN,
         &[&SYN_OPTS, &[34, 10, 1, 2, 3, 4, 5, 6, 7, 8]],
     );
+    let tfo = b.from_syn(&back4, 443, 40001, SYN_RECV, false, l4, tsyn.clone(), None);
+    b.call(tfo, op::TIMEOUT_INIT, [0; 4], None);
     b.call(
         tfo,
         op::PASSIVE_ESTABLISHED_CB,

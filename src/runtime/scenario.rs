@@ -13,7 +13,8 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::helpers::Record;
-use super::sockhelpers::{HookState, SockState};
+use super::sockhelpers::sockopt::{IP_TOS, IPV6_TCLASS, SOL_IP, SOL_IPV6, SOL_TCP, TCP_SAVE_SYN};
+use super::sockhelpers::{HookState, SockState, Syn};
 use super::sockops::{HookCall, HookOutcome, Skb, SockCommon, SockExtra, Socket, TcpFields, op};
 use super::{Fault, Machine};
 
@@ -38,9 +39,26 @@ pub enum Event {
         request: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         parent: Option<u32>,
-        /// The SYN the socket saved (`TCP_SAVE_SYN`), hex TCP header with options.
+        /// The SYN the socket saved, hex TCP header with options, whatever the listener's
+        /// `TCP_SAVE_SYN` (a socket whose SYN the trace does not say).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         saved_syn: Option<String>,
+        /// The SYN this socket was created from (a request sock, or a TCP Fast Open child made
+        /// at the SYN), hex TCP header with options. Kept as the saved SYN when the listener
+        /// has `TCP_SAVE_SYN` (after RWND_INIT, as `tcp_conn_request` records it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        syn: Option<String>,
+        /// The socket that sent `syn`: the options its programs wrote in its last
+        /// WRITE_HDR_OPT (the SYN's) are appended, and its IP_TOS / IPV6_TCLASS is the SYN's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<u32>,
+        /// The request sock this child was created from: the child takes its saved SYN
+        /// (`tcp_move_syn`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<u32>,
+        /// `TCP_SAVE_SYN` set from user space before `listen()` (0, 1 or 2).
+        #[serde(default, skip_serializing_if = "is_zero_u8")]
+        save_syn: u8,
     },
     /// One hook call. The runner decides whether the kernel would make it (gating).
     Call {
@@ -108,6 +126,10 @@ fn is_false(b: &bool) -> bool {
 }
 
 fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+fn is_zero_u8(v: &u8) -> bool {
     *v == 0
 }
 
@@ -198,6 +220,80 @@ fn with_options(mut h: Vec<u8>, opts: &[u8]) -> Vec<u8> {
     h.extend_from_slice(&o);
     h[12] = ((h.len() / 4) as u8) << 4 | (h[12] & 0x0f);
     h
+}
+
+/// The IPv4 address of a v4-mapped IPv6 address.
+fn mapped_v4(a: &[u8; 16]) -> Option<[u8; 4]> {
+    (a[..10] == [0; 10] && a[10..12] == [0xff, 0xff]).then(|| [a[12], a[13], a[14], a[15]])
+}
+
+fn ip_checksum(h: &[u8]) -> u16 {
+    let mut sum: u32 = h
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// The headers of a SYN socket `c` received: `tcp` behind the IP header its sender's addresses
+/// give (IPv4 for an IPv4 or v4-mapped peer) with the sender's TOS / traffic class, behind a
+/// link-layer header (`mac`: all-zero addresses on loopback, as `lo` has them). The IP
+/// identification and flow label are virtual (from the ports); the SYN carries no data.
+fn received_syn(c: &SockCommon, tcp: Vec<u8>, peer: Option<&SockState>, mac: bool) -> Syn {
+    let v4 = match c.family {
+        2 => Some((c.remote_ip4, c.local_ip4)),
+        _ => mapped_v4(&c.remote_ip6).zip(mapped_v4(&c.local_ip6)),
+    };
+    let opt = if v4.is_some() {
+        (SOL_IP, IP_TOS)
+    } else {
+        (SOL_IPV6, IPV6_TCLASS)
+    };
+    let tos = peer.and_then(|p| p.opts.get(&opt)).map_or(0, |&v| v as u8);
+    let ports = u32::from(c.remote_port) << 16 | u32::from(c.local_port);
+    let loopback = match v4 {
+        Some((src, _)) => src[0] == 127,
+        None => c.remote_ip6 == std::net::Ipv6Addr::LOCALHOST.octets(),
+    };
+    let ttl = if loopback { 64 } else { 57 };
+    let ip = match v4 {
+        Some((src, dst)) => {
+            let mut h = vec![0x45, tos];
+            h.extend_from_slice(&((20 + tcp.len()) as u16).to_be_bytes());
+            h.extend_from_slice(&((ports.wrapping_mul(0x9e37_79b1) >> 16) as u16).to_be_bytes());
+            h.extend_from_slice(&[0x40, 0, ttl, 6, 0, 0]);
+            h.extend_from_slice(&src);
+            h.extend_from_slice(&dst);
+            let sum = ip_checksum(&h);
+            h[10..12].copy_from_slice(&sum.to_be_bytes());
+            h
+        }
+        None => {
+            let flow = ports.wrapping_mul(0x9e37_79b1) >> 12;
+            let word = 6 << 28 | u32::from(tos) << 20 | flow;
+            let mut h = word.to_be_bytes().to_vec();
+            h.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
+            h.extend_from_slice(&[6, ttl]);
+            h.extend_from_slice(&c.remote_ip6);
+            h.extend_from_slice(&c.local_ip6);
+            h
+        }
+    };
+    let mac = if mac {
+        let (dst, src) = if loopback {
+            ([0; 6], [0; 6])
+        } else {
+            ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 0xfe])
+        };
+        let ethertype: u16 = if v4.is_some() { 0x0800 } else { 0x86dd };
+        [&dst[..], &src, &ethertype.to_be_bytes()].concat()
+    } else {
+        Vec::new()
+    };
+    Syn { mac, ip, tcp }
 }
 
 /// What one event did.
@@ -322,9 +418,23 @@ impl Runner {
                 request,
                 parent,
                 saved_syn,
+                syn,
+                peer,
+                from,
+                save_syn,
             } => {
                 let (l4, l6) = addr(*local);
                 let (r4, r6) = addr(*remote);
+                let common = SockCommon {
+                    family: *family,
+                    local_ip4: l4,
+                    remote_ip4: r4,
+                    local_ip6: l6,
+                    remote_ip6: r6,
+                    local_port: *local_port,
+                    remote_port: *remote_port,
+                    state: *state,
+                };
                 let inherited = match parent {
                     Some(p) => Some(self.sock(index, *p)?.sock.clone()),
                     None => None,
@@ -335,7 +445,56 @@ impl Runner {
                 };
                 sock.cookie = cookie_of(*id);
                 sock.family = *family;
-                sock.saved_syn = saved_syn.as_deref().map(unhex).transpose().map_err(bad)?;
+                if *save_syn > 2 {
+                    return Err(bad(format!("save_syn {save_syn}: TCP_SAVE_SYN is 0, 1 or 2")));
+                }
+                if *save_syn != 0 {
+                    sock.opts.insert((SOL_TCP, TCP_SAVE_SYN), (*save_syn).into());
+                }
+                // tcp_reqsk_record_syn: what the listener's TCP_SAVE_SYN says when the SYN
+                // arrives.
+                let save_mode = inherited
+                    .as_ref()
+                    .and_then(|l| l.opts.get(&(SOL_TCP, TCP_SAVE_SYN)).copied())
+                    .unwrap_or(0);
+                let sender = match peer {
+                    Some(p) => Some(self.sock(index, *p)?),
+                    None => None,
+                };
+                sock.saved_syn = match (saved_syn, syn, from) {
+                    (Some(h), _, _) => Some(received_syn(
+                        &common,
+                        unhex(h).map_err(bad)?,
+                        None,
+                        false,
+                    )),
+                    (None, Some(h), None) if parent.is_some() && save_mode > 0 => {
+                        let sent = sender.map(|p| p.sent_options.clone()).unwrap_or_default();
+                        let tcp = with_options(unhex(h).map_err(bad)?, &sent);
+                        Some(received_syn(
+                            &common,
+                            tcp,
+                            sender.map(|p| &p.sock),
+                            save_mode == 2,
+                        ))
+                    }
+                    (None, None, Some(r)) => {
+                        let req = self.sock(index, *r)?;
+                        if !req.request {
+                            return Err(bad(format!("socket {r} (`from`) is not a request sock")));
+                        }
+                        // tcp_move_syn: the request sock gives its saved SYN to the child.
+                        let moved = req.sock.saved_syn.clone();
+                        if let Some(q) = self.socks.get_mut(r) {
+                            q.sock.saved_syn = None;
+                        }
+                        moved
+                    }
+                    (None, Some(_), Some(_)) => {
+                        return Err(bad("`syn` and `from` both say where the SYN came from".into()));
+                    }
+                    _ => None,
+                };
                 let mut tcp = TcpFields {
                     snd_cwnd: sock.snd_cwnd,
                     ..TcpFields::default()
@@ -345,16 +504,7 @@ impl Runner {
                 self.socks.insert(
                     *id,
                     SimSock {
-                        common: SockCommon {
-                            family: *family,
-                            local_ip4: l4,
-                            remote_ip4: r4,
-                            local_ip6: l6,
-                            remote_ip6: r6,
-                            local_port: *local_port,
-                            remote_port: *remote_port,
-                            state: *state,
-                        },
+                        common,
                         request: *request,
                         parent: *parent,
                         sock,
@@ -484,13 +634,22 @@ impl Runner {
                     0 | 21.. => return Err(bad(format!("op {o} is never called"))),
                     _ => true,
                 };
+                // A segment being built (not tcp_current_mss's sizing, which has no skb)
+                // carries only the options the programs write into it, if any.
+                if *o == op::HDR_OPT_LEN_CB
+                    && skb.is_some()
+                    && let Some(sm) = self.socks.get_mut(sock)
+                {
+                    sm.sent_options.clear();
+                }
                 if !fires {
                     return Ok(result);
                 }
-                let sent = match peer {
-                    Some(p) => self.sock(index, *p)?.sent_options.clone(),
-                    None => Vec::new(),
+                let sender = match peer {
+                    Some(p) => Some(self.sock(index, *p)?),
+                    None => None,
                 };
+                let sent = sender.map(|p| p.sent_options.clone()).unwrap_or_default();
                 // The skb of the header option ops is outgoing; only `syn` came from the peer.
                 let outgoing = matches!(*o, op::HDR_OPT_LEN_CB | op::WRITE_HDR_OPT_CB);
                 let window = match skb {
@@ -542,7 +701,19 @@ impl Runner {
                     .map(unhex)
                     .transpose()
                     .map_err(bad)?
-                    .map(|h| with_options(h, &sent));
+                    .map(|h| {
+                        received_syn(
+                            &s.common,
+                            with_options(h, &sent),
+                            sender.map(|p| &p.sock),
+                            true,
+                        )
+                    });
+                // tcp_conn_request runs RWND_INIT (tcp_openreq_init_rwin) before it records
+                // the SYN.
+                if s.request && *o == op::RWND_INIT {
+                    state.sock.saved_syn = None;
+                }
                 state.skb_seq = skb_seq;
                 state.skb_len = skb_len;
                 state.remaining_opt_len = match *o {

@@ -116,8 +116,22 @@ pub struct SockState {
     pub delack_max_us: i32,
     /// Other int options by (level, name), as last set.
     pub opts: BTreeMap<(i32, i32), i32>,
-    /// The saved SYN (`TCP_SAVE_SYN`): its TCP header with options.
-    pub saved_syn: Option<Vec<u8>>,
+    /// The saved SYN (`struct saved_syn`: `req->saved_syn` on a request sock, moved to the
+    /// child's `tcp_sk->saved_syn` by `tcp_move_syn`), kept when the listener had
+    /// `TCP_SAVE_SYN` set.
+    pub saved_syn: Option<Syn>,
+}
+
+/// A received SYN's headers as the kernel keeps them (`syn_skb`, or `struct saved_syn`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Syn {
+    /// The link-layer header; empty when not kept (`TCP_SAVE_SYN` 1 saves from the network
+    /// header on).
+    pub mac: Vec<u8>,
+    /// The IPv4 or IPv6 header.
+    pub ip: Vec<u8>,
+    /// The TCP header with its options.
+    pub tcp: Vec<u8>,
 }
 
 impl Default for SockState {
@@ -155,8 +169,8 @@ pub struct HookState {
     pub state: u8,
     /// The full socket (or, for a request sock, the request sock's own cookie and family).
     pub sock: SockState,
-    /// `syn_skb`'s TCP header with options (SYN-ACK header option ops).
-    pub syn: Option<Vec<u8>>,
+    /// `syn_skb` (SYN-ACK header option ops).
+    pub syn: Option<Syn>,
     /// The current skb's TCP header with options, when the call has an skb.
     pub header: Option<Vec<u8>>,
     /// The skb's sequence number and length (`TCP_SKB_CB(skb)->seq`, `skb->len`).
@@ -289,8 +303,10 @@ fn set_option(h: &mut HookState, level: i32, name: i32, v: &[u8]) -> Result<(), 
             }
             let val = int_of(v)?;
             match name {
+                // __ip_sock_set_tos: on a stream socket the ECN bits stay the stack's.
                 IP_TOS => {
-                    s.opts.insert((level, name), val & 0xff);
+                    let ecn = s.opts.get(&(level, name)).copied().unwrap_or(0) & 3;
+                    s.opts.insert((level, name), val & 0xfc | ecn);
                 }
                 _ => return Err(EINVAL),
             }
@@ -305,7 +321,9 @@ fn set_option(h: &mut HookState, level: i32, name: i32, v: &[u8]) -> Result<(), 
                     if !(-1..=0xff).contains(&val) {
                         return Err(EINVAL);
                     }
-                    s.opts.insert((level, name), val.max(0));
+                    // do_ipv6_setsockopt: -1 is the default 0; ECN bits stay the stack's.
+                    let ecn = s.opts.get(&(level, name)).copied().unwrap_or(0) & 3;
+                    s.opts.insert((level, name), val.max(0) & 0xfc | ecn);
                 }
                 IPV6_AUTOFLOWLABEL => {
                     s.opts.insert((level, name), val);
@@ -370,6 +388,8 @@ fn set_option(h: &mut HookState, level: i32, name: i32, v: &[u8]) -> Result<(), 
                 TCP_SAVED_SYN | TCP_BPF_SYN | TCP_BPF_SYN_IP | TCP_BPF_SYN_MAC => {
                     return Err(EINVAL);
                 }
+                // do_tcp_setsockopt: 0 off, 1 from the network header, 2 from the link layer.
+                TCP_SAVE_SYN if !(0..=2).contains(&val) => return Err(EINVAL),
                 TCP_NODELAY
                 | TCP_MAXSEG
                 | TCP_KEEPIDLE
@@ -453,17 +473,19 @@ fn get_option(h: &HookState, level: i32, name: i32, len: usize) -> Result<Vec<u8
     }
 }
 
-/// `bpf_sock_ops_get_syn`: the SYN's TCP header (with options) from `syn_skb` or the saved
-/// SYN, or an errno.
+/// `bpf_sock_ops_get_syn` (net/core/filter.c): the SYN's headers from `syn_skb` when the call
+/// has one, else the saved SYN (the request sock's on a SYN-ACK retransmit, the socket's
+/// otherwise): the TCP header (`TCP_BPF_SYN`), IP and TCP (`TCP_BPF_SYN_IP`), or link layer,
+/// IP and TCP (`TCP_BPF_SYN_MAC`, -ENOENT when the listener saved without it). -ENOENT without
+/// a SYN.
 fn get_syn(h: &HookState, name: i32) -> Result<Vec<u8>, i64> {
-    if name != TCP_BPF_SYN {
-        // The IP and MAC header variants need more of the SYN than the model keeps.
-        return Err(EINVAL);
-    }
-    h.syn
-        .clone()
-        .or_else(|| h.sock.saved_syn.clone())
-        .ok_or(ENOENT)
+    let syn = h.syn.as_ref().or(h.sock.saved_syn.as_ref()).ok_or(ENOENT)?;
+    Ok(match name {
+        TCP_BPF_SYN => syn.tcp.clone(),
+        TCP_BPF_SYN_IP => [&syn.ip[..], &syn.tcp].concat(),
+        _ if syn.mac.is_empty() => return Err(ENOENT),
+        _ => [&syn.mac[..], &syn.ip, &syn.tcp].concat(),
+    })
 }
 
 fn getsockopt(m: &mut Machine, a: [u64; 5]) -> Result<u64, HelperError> {
@@ -765,7 +787,7 @@ fn load_hdr_opt(m: &mut Machine, a: [u64; 5]) -> Result<u64, HelperError> {
     };
     let opts: Vec<u8> = if a[3] & LOAD_SYN != 0 {
         match get_syn(h, TCP_BPF_SYN) {
-            Ok(syn) => options_of(&syn).to_vec(),
+            Ok(tcp) => options_of(&tcp).to_vec(),
             Err(e) => return Ok(neg(e)),
         }
     } else {
@@ -1118,6 +1140,12 @@ mod tests {
         );
         let r = setsockopt(&mut m, [0, SOL_IPV6 as u64, IPV6_TCLASS as u64, tos, 4]).unwrap();
         assert_eq!(errno(r), -EINVAL);
+        // The ECN bits of a TCP socket's TOS are not the program's to set.
+        let ect = buf(&mut m, &0xbbi32.to_le_bytes());
+        setsockopt(&mut m, [0, SOL_IP as u64, IP_TOS as u64, ect, 4]).unwrap();
+        let out = buf(&mut m, &[0; 4]);
+        getsockopt(&mut m, [0, SOL_IP as u64, IP_TOS as u64, out, 4]).unwrap();
+        assert_eq!(m.memory.load(out, 4).unwrap(), 0xb8);
         // A wrong optlen is -EINVAL; the getsockopt buffer is zeroed on error.
         let out = buf(&mut m, &[0xaa; 8]);
         let r = getsockopt(&mut m, [0, SOL_SOCKET as u64, SO_SNDBUF as u64, out, 8]).unwrap();
@@ -1125,11 +1153,67 @@ mod tests {
         assert_eq!(m.memory.load(out, 8).unwrap(), 0);
     }
 
+    fn syn_of(mac: usize, ip: usize, tcp: usize) -> Syn {
+        Syn {
+            mac: vec![0xee; mac],
+            ip: vec![0x45; ip],
+            tcp: (0..tcp as u8).collect(),
+        }
+    }
+
+    /// `bpf_sock_ops_get_syn`: syn_skb first, then the saved SYN; each option name copies from
+    /// its own header on; TCP_BPF_SYN_MAC needs the link-layer header saved.
+    #[test]
+    fn getsockopt_syn_ip_and_mac_headers_from_syn_skb_or_the_saved_syn() {
+        let get = |m: &mut Machine, name: i32, len: u64| {
+            let out = buf(m, &vec![0xaa; len as usize]);
+            let r = getsockopt(m, [0, SOL_TCP as u64, name as u64, out, len]).unwrap();
+            (errno(r), m.memory.read_bytes(out, len).unwrap().to_vec())
+        };
+        // A child whose listener saved with TCP_SAVE_SYN 1: no link-layer header.
+        let mut m = machine(op::PASSIVE_ESTABLISHED_CB, true);
+        m.hook.as_mut().unwrap().sock.saved_syn = Some(syn_of(0, 20, 44));
+        assert_eq!(get(&mut m, TCP_BPF_SYN, 64).0, 44);
+        let (r, bytes) = get(&mut m, TCP_BPF_SYN_IP, 80);
+        assert_eq!(r, 64);
+        assert_eq!(&bytes[..20], &[0x45; 20]);
+        assert_eq!(bytes[20..64], (0..44).collect::<Vec<u8>>()[..]);
+        assert_eq!(&bytes[64..], &[0; 16], "the rest is zeroed");
+        assert_eq!(get(&mut m, TCP_BPF_SYN_MAC, 128).0, -ENOENT);
+        // Too short: -ENOSPC with the first bytes copied.
+        let (r, bytes) = get(&mut m, TCP_BPF_SYN_IP, 8);
+        assert_eq!((r, bytes), (-ENOSPC, vec![0x45; 8]));
+        // Saved with TCP_SAVE_SYN 2, IPv6.
+        m.hook.as_mut().unwrap().sock.saved_syn = Some(syn_of(14, 40, 40));
+        let (r, bytes) = get(&mut m, TCP_BPF_SYN_MAC, 128);
+        assert_eq!(r, 94);
+        assert_eq!(&bytes[..14], &[0xee; 14]);
+        // syn_skb wins over the saved SYN and always has its link-layer header.
+        m.hook.as_mut().unwrap().syn = Some(syn_of(14, 20, 32));
+        assert_eq!(get(&mut m, TCP_BPF_SYN, 64).0, 32);
+        assert_eq!(get(&mut m, TCP_BPF_SYN_MAC, 128).0, 66);
+        // Not in the TX timestamp ops, SYN or not.
+        let mut t = machine(op::TSTAMP_SENDMSG_CB, true);
+        t.hook.as_mut().unwrap().sock.saved_syn = Some(syn_of(0, 20, 44));
+        assert_eq!(get(&mut t, TCP_BPF_SYN, 64).0, -EOPNOTSUPP);
+        // TCP_SAVE_SYN takes 0, 1 or 2.
+        let mut l = machine(op::TCP_LISTEN_CB, true);
+        for (v, want) in [(2, 0), (3, -EINVAL), (-1, -EINVAL)] {
+            let p = buf(&mut l, &i32::to_le_bytes(v));
+            let r = setsockopt(&mut l, [0, SOL_TCP as u64, TCP_SAVE_SYN as u64, p, 4]).unwrap();
+            assert_eq!(errno(r), want, "TCP_SAVE_SYN {v}");
+        }
+    }
+
     #[test]
     fn getsockopt_syn_from_syn_skb_even_on_a_request_sock() {
         let mut m = machine(op::HDR_OPT_LEN_CB, false);
         let syn: Vec<u8> = (0..24).collect();
-        m.hook.as_mut().unwrap().syn = Some(syn.clone());
+        m.hook.as_mut().unwrap().syn = Some(Syn {
+            mac: vec![0; 14],
+            ip: vec![0x45; 20],
+            tcp: syn.clone(),
+        });
         let out = buf(&mut m, &[0; 32]);
         let r = getsockopt(&mut m, [0, SOL_TCP as u64, TCP_BPF_SYN as u64, out, 32]).unwrap();
         assert_eq!(r, 24);
