@@ -9,6 +9,7 @@
 //!   value splits that set exactly, whatever arithmetic (`(op & ~1) == 4`, `(1 << op) & mask`,
 //!   `op - 8 < 3`, signed compares, jmp32) produced it.
 //! * [`interp`]: the abstract interpreter over CFGs, through spills, calls, callbacks.
+//! * [`liveness`]: register liveness, and subprograms whose return value no caller reads.
 //! * [`facts`]: per-op results (reachable instructions, ctx fields, helpers, returns) and
 //!   [`findings`]: typed migration findings from the op table.
 
@@ -17,6 +18,7 @@ pub mod cfg;
 pub mod facts;
 pub mod findings;
 pub mod interp;
+pub mod liveness;
 pub mod opval;
 
 use std::collections::{BTreeMap, BTreeSet};
