@@ -2,7 +2,8 @@
 //! sock_ops call of the shared TCP workload (tests/kernel_harness) and records the set of return
 //! values per (op, call, family). The embedded runtime runs the same object on the built-in
 //! `loopback` scenario, which models that workload's call sites, and must produce the same sets
-//! for every (op, family) both saw.
+//! for every (op, family) both saw. The probe also saves SYNs on its listeners (TCP_SAVE_SYN 2)
+//! and reads them back (TCP_BPF_SYN, _IP, _MAC).
 
 mod common;
 #[path = "kernel_harness/mod.rs"]
@@ -142,6 +143,13 @@ fn the_probe_runs_in_the_runtime_on_every_op_of_the_loopback_scenario() {
         BTreeSet::from([-22, 256]),
         "cb_flags_set on req and full"
     );
+    // tcp_conn_request records the SYN after RWND_INIT and before TIMEOUT_INIT; the child
+    // has it (44 bytes: 20 of the client's kernel options, 4 its program wrote); clients never.
+    assert_eq!(r[&(2, 2)][&18], BTreeSet::from([-2]), "RWND_INIT: not yet");
+    assert_eq!(r[&(1, 2)][&18], BTreeSet::from([-2, 44]), "TIMEOUT_INIT");
+    assert_eq!(r[&(5, 2)][&20], BTreeSet::from([14 + 20 + 44]), "SYN_MAC");
+    assert_eq!(r[&(5, 10)][&19], BTreeSet::from([40 + 44]), "SYN_IP");
+    assert_eq!(r[&(5, 2)][&21], BTreeSet::from([-28]), "8 bytes: -ENOSPC");
 }
 
 fn kernel_results() -> Results {

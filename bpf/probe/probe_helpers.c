@@ -50,6 +50,7 @@ int probe_helpers(struct bpf_sock_ops *skops)
 	__u8 search[8] = { 254, 4, 0xeb, 0x9f };
 	__u8 mss[8] = { 2, 0 };
 	__u64 big = 0;
+	__u8 syn[128];
 	int v;
 
 	/* Every gated op on; the bits above 0x7f come back. */
@@ -76,6 +77,17 @@ int probe_helpers(struct bpf_sock_ops *skops)
 	v = 0;
 	rec(skops, 15, bpf_setsockopt(skops, SOL_IP, IP_TOS, &v, sizeof(v)));
 	rec(skops, 16, bpf_getsockopt(skops, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big)));
+	/*
+	 * Saved SYNs: the listener keeps them from the link-layer header on (2); the request sock
+	 * records the SYN after RWND_INIT and the child takes it over. Lengths: TCP header with
+	 * the options the client's copy of this program wrote; IP and TCP; MAC, IP and TCP.
+	 */
+	v = 2;
+	rec(skops, 17, bpf_setsockopt(skops, SOL_TCP, TCP_SAVE_SYN, &v, sizeof(v)));
+	rec(skops, 18, bpf_getsockopt(skops, SOL_TCP, TCP_BPF_SYN, syn, sizeof(syn)));
+	rec(skops, 19, bpf_getsockopt(skops, SOL_TCP, TCP_BPF_SYN_IP, syn, sizeof(syn)));
+	rec(skops, 20, bpf_getsockopt(skops, SOL_TCP, TCP_BPF_SYN_MAC, syn, sizeof(syn)));
+	rec(skops, 21, bpf_getsockopt(skops, SOL_TCP, TCP_BPF_SYN, syn, 8));
 	return 1;
 }
 

@@ -40,8 +40,9 @@ const CLOSE_WAIT: u8 = 8;
 const LAST_ACK: u8 = 9;
 const LISTEN: u8 = 10;
 
-/// A peer's experimental option (kind 254, magic 0xeb9f), as a program on the other side
-/// would have written it: header options "both ways".
+/// A peer's experimental option (kind 254, magic 0xeb9f), as the probe program on a sender the
+/// scenario does not simulate (edges' syncookie client) would have written it. Segments from a
+/// simulated socket carry what its programs wrote instead (`peer`).
 const PEER_OPT: [u8; 4] = [254, 4, 0xeb, 0x9f];
 const SYN_OPTS: [u8; 20] = [
     2, 4, 0xff, 0xd7, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
@@ -299,7 +300,7 @@ impl B {
         self.call(c, op::NEEDS_ECN, [0; 4], None);
         let syn = tcp(cport, sport, 1000, SYN, &[&SYN_OPTS]);
         self.hdr(c, syn, 0, SYN, 1000);
-        let synp = tcp(cport, sport, 1000, SYN, &[&SYN_OPTS, &PEER_OPT]);
+        let synp = tcp(cport, sport, 1000, SYN, &[&SYN_OPTS]);
         let r = self.from_syn(&back, sport, cport, 12, true, l, synp.clone(), Some(c));
         self.call(r, op::RWND_INIT, [0; 4], None);
         self.call(r, op::TIMEOUT_INIT, [0; 4], None);
@@ -323,12 +324,12 @@ impl B {
         self.call(r, op::NEEDS_ECN, [0; 4], None);
         self.rtt(c, 95, 760);
         self.state(c, ESTABLISHED);
-        let sap = tcp(sport, cport, 5000, SYN_ACK, &[&SYN_OPTS, &PEER_OPT]);
+        let sap = tcp(sport, cport, 5000, SYN_ACK, &[&SYN_OPTS]);
         self.recv(c, op::ACTIVE_ESTABLISHED_CB, skb(sap, 0, SYN_ACK, 5000), r);
         self.hdr(c, tcp(cport, sport, 1001, ACK, &[&TS_OPTS]), 0, ACK, 1001);
         let s = self.child(&back, sport, cport, l, r);
         self.rtt(s, 80, 640);
-        let ackp = tcp(cport, sport, 1001, ACK, &[&TS_OPTS, &PEER_OPT]);
+        let ackp = tcp(cport, sport, 1001, ACK, &[&TS_OPTS]);
         self.recv(s, op::PASSIVE_ESTABLISHED_CB, skb(ackp, 0, ACK, 1001), c);
         self.state(s, ESTABLISHED);
         self.call(c, op::HDR_OPT_LEN_CB, [1, 0, 0, 0], None);
@@ -355,10 +356,10 @@ impl B {
         };
         self.call(sa, op::TSTAMP_SCHED_CB, [0; 4], stamp(1066));
         self.call(sa, op::TSTAMP_SND_SW_CB, [0; 4], stamp(1066));
-        let hp = tcp(pa, pb, seq, PSH_ACK, &[&TS_OPTS, &PEER_OPT]);
+        let hp = tcp(pa, pb, seq, PSH_ACK, &[&TS_OPTS]);
         self.recv(sb, op::PARSE_HDR_OPT_CB, skb(hp, 1000, PSH_ACK, seq), sa);
         self.hdr(sb, tcp(pb, pa, 5001, ACK, &[&TS_OPTS]), 0, ACK, 5001);
-        let ack = tcp(pb, pa, 5001, ACK, &[&TS_OPTS, &PEER_OPT]);
+        let ack = tcp(pb, pa, 5001, ACK, &[&TS_OPTS]);
         self.recv(sa, op::PARSE_HDR_OPT_CB, skb(ack, 0, ACK, 5001), sb);
         let mut acked = stamp(1000);
         if let Some(k) = acked.as_mut() {
@@ -459,7 +460,7 @@ fn loopback_family(b: &mut B, f: &Flow, ports: [u16; 3], cbase: u16) {
         1001,
     );
     b.call(c, op::RETRANS_CB, [1001, 1, 0, 0], None);
-    let hp = tcp(cp, lossy, 1001, PSH_ACK, &[&TS_OPTS, &PEER_OPT]);
+    let hp = tcp(cp, lossy, 1001, PSH_ACK, &[&TS_OPTS]);
     b.recv(s, op::PARSE_HDR_OPT_CB, skb(hp, 1000, PSH_ACK, 1001), c);
     b.hdr(s, tcp(lossy, cp, 5001, ACK, &[&TS_OPTS]), 0, ACK, 5001);
     b.close(c, s, cp, lossy);
