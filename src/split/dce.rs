@@ -384,7 +384,24 @@ fn dead(code: &[CInsn], maps: &MapSizes) -> Vec<bool> {
     (0..n).map(|i| removable(&code[i], &live_out[i])).collect()
 }
 
-/// Removes dead instructions and jumps to the next instruction, until nothing changes.
+/// Where execution lands from instruction `i`, following unconditional jumps (a bounded
+/// number, so that a `goto -1` loop ends).
+fn landing(code: &[CInsn], mut i: usize) -> usize {
+    for _ in 0..16 {
+        match code.get(i) {
+            Some(CInsn {
+                insn: Insn::Ja { .. } | Insn::Gotol { .. },
+                target: Some(t),
+                ..
+            }) => i = *t,
+            _ => break,
+        }
+    }
+    i
+}
+
+/// Removes dead instructions, jumps to the next instruction and conditional jumps whose two
+/// ways land on the same instruction, until nothing changes.
 pub fn run(code: &mut Vec<CInsn>, maps: &MapSizes) {
     loop {
         let mut drop = dead(code, maps);
@@ -393,6 +410,13 @@ pub fn run(code: &mut Vec<CInsn>, maps: &MapSizes) {
             match c.insn {
                 Insn::Ja { .. } | Insn::Gotol { .. } if to_next => drop[i] = true,
                 Insn::Jmp { .. } if to_next => drop[i] = true,
+                // Both ways lead to the same instruction (`if c goto X; goto X`, typically
+                // where specialization decided what the two paths did differently).
+                Insn::Jmp { .. }
+                    if c.target.map(|t| landing(code, t)) == Some(landing(code, i + 1)) =>
+                {
+                    drop[i] = true
+                }
                 _ => {}
             }
         }
@@ -550,6 +574,52 @@ mod tests {
         code[11] = CInsn::new(Insn::Call(Call::Local(-1)));
         run(&mut code, &MapSizes::new());
         assert_eq!(stores(&code).len(), 4, "{:?}", stores(&code));
+    }
+
+    #[test]
+    fn a_branch_whose_ways_meet_goes() {
+        // if r1 == 0 goto L; goto L; r0 = 2; L: r0 = 1; exit — after specialization both
+        // ways of the compare do the same; the compare, then the goto, then the dead r0 = 2 go.
+        let jmp = CInsn {
+            insn: Insn::Jmp {
+                width: Width::W64,
+                cond: crate::insn::JmpCond::Eq,
+                dst: Reg::R1,
+                src: Src::Imm(0),
+                off: 0,
+            },
+            target: Some(3),
+            reloc: None,
+            origin: None,
+        };
+        let ja = CInsn {
+            insn: Insn::Ja { off: 0 },
+            target: Some(3),
+            reloc: None,
+            origin: None,
+        };
+        let mut code = vec![
+            jmp.clone(),
+            ja.clone(),
+            mov(Reg::R0, Src::Imm(2)),
+            mov(Reg::R0, Src::Imm(1)),
+            CInsn::new(Insn::EXIT),
+        ];
+        run(&mut code, &MapSizes::new());
+        let text: Vec<String> = code.iter().map(|c| c.insn.to_string()).collect();
+        assert_eq!(text, ["r0 = 0x1", "exit"]);
+        // Different landings stay.
+        let mut code = vec![
+            jmp,
+            ja,
+            mov(Reg::R0, Src::Imm(2)),
+            CInsn::new(Insn::EXIT),
+            mov(Reg::R0, Src::Imm(1)),
+            CInsn::new(Insn::EXIT),
+        ];
+        code[1].target = Some(4);
+        run(&mut code, &MapSizes::new());
+        assert_eq!(code.len(), 6);
     }
 
     #[test]
