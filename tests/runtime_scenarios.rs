@@ -206,8 +206,15 @@ fn a_child_reads_the_saved_syn_its_listener_asked_for() {
     assert_eq!(ip_tos(2), Some(46 << 2), "the client's class");
     // The saved SYN moved from the request sock to the child, with the client's TOS.
     assert_eq!(socks[&3].1.saved_syn, None);
-    let saved = socks[&4].1.saved_syn.clone().expect("the child's saved SYN");
-    assert!(saved.mac.is_empty(), "TCP_SAVE_SYN 1 keeps no link-layer header");
+    let saved = socks[&4]
+        .1
+        .saved_syn
+        .clone()
+        .expect("the child's saved SYN");
+    assert!(
+        saved.mac.is_empty(),
+        "TCP_SAVE_SYN 1 keeps no link-layer header"
+    );
     assert_eq!(saved.ip[..2], [0x45, 46 << 2]);
     assert_eq!(saved.ip[12..20], [10, 0, 0, 2, 10, 0, 0, 1]);
     assert_eq!(hex(&saved.tcp), syn);

@@ -12,13 +12,14 @@ use super::scenario::{Event, SkbSpec, hex};
 use super::sockops::op;
 
 /// Names of the built-in scenarios.
-pub const SCENARIOS: &[&str] = &["loopback", "edges"];
+pub const SCENARIOS: &[&str] = &["loopback", "edges", "foreign"];
 
 /// The events of built-in scenario `name`.
 pub fn scenario(name: &str) -> Option<Vec<Event>> {
     match name {
         "loopback" => Some(loopback()),
         "edges" => Some(edges()),
+        "foreign" => Some(foreign()),
         _ => None,
     }
 }
@@ -520,12 +521,23 @@ fn edges() -> Vec<Event> {
     });
     b.call(c, op::TSTAMP_SCHED_CB, [0; 4], hw.clone());
     b.call(c, op::TSTAMP_SND_HW_CB, [0; 4], hw);
-    // Loss: retransmits (one failing with -EBUSY) and RTO expiries, the last one expired.
-    b.call(c, op::RETRANS_CB, [2001, 1, 0, 0], None);
+    // Loss: a tail-loss probe, then retransmit timer runs. Each run calls RTO_CB
+    // (tcp_write_timeout, with icsk_retransmits and icsk_rto as before the run) and then
+    // retransmits (RETRANS_CB once the segment is built; one fails with -EBUSY, still in the
+    // host queue, before any header is built). The last run, well after the last retransmit,
+    // finds the connection timed out (`expired`): no retransmit, tcp_write_err closes it.
+    let rtx = |b: &mut B, dt: u64| {
+        let h = tcp(50000, 8080, 2001, PSH_ACK, &[&TS_OPTS]);
+        b.call_after(c, op::HDR_OPT_LEN_CB, [0; 4], bare(1000, PSH_ACK, 2001), dt);
+        b.call(c, op::WRITE_HDR_OPT_CB, [0; 4], skb(h, 1000, PSH_ACK, 2001));
+        b.call(c, op::RETRANS_CB, [2001, 1, 0, 0], None);
+    };
+    rtx(&mut b, 500_000);
+    b.call_after(c, op::RTO_CB, [0, 50, 0, 0], None, 200_000_000);
     b.call(c, op::RETRANS_CB, [2001, 1, (-16i32) as u32, 0], None);
-    b.call(c, op::RTO_CB, [1, 50, 0, 0], None);
-    b.call(c, op::RTO_CB, [2, 100, 0, 0], None);
-    b.call(c, op::RTO_CB, [15, 30000, 1, 0], None);
+    b.call_after(c, op::RTO_CB, [1, 100, 0, 0], None, 400_000_000);
+    rtx(&mut b, 10_000);
+    b.call_after(c, op::RTO_CB, [2, 200, 1, 0], None, 800_000_000);
     // An unknown option on the fast path's slow cousin, and TCP-NV asking BASE_RTT.
     b.ev.push(Event::Call {
         sock: s,
@@ -550,7 +562,7 @@ fn edges() -> Vec<Event> {
         dt_ns: 5_000,
     });
     b.call(s, op::BASE_RTT, [0; 4], None);
-    // RST received: ESTABLISHED straight to CLOSE.
+    // tcp_write_err closed the client; the server gets a RST later: ESTABLISHED to CLOSE.
     b.state(c, CLOSE);
     b.state(s, CLOSE);
 
@@ -691,10 +703,321 @@ fn edges() -> Vec<Event> {
         stamp(1_700_000_000_456),
         1_000_000,
     );
-    b.call_after(s6, op::RETRANS_CB, [5001, 1, 0, 0], None, 2_000_000);
-    b.call_after(s6, op::RTO_CB, [1, 50, 0, 0], None, 3_000_000);
-    b.call_after(s6, op::RTO_CB, [3, 200, 0, 0], None, 3_000_000);
-    b.call_after(s6, op::RTO_CB, [2, 100, 0, 0], None, 3_000_000);
-    b.call_after(s6, op::RETRANS_CB, [5001, 2, 0, 0], None, 4_000_000);
+    // The server's data to the client is lost twice: two timer runs (RTO_CB, then the
+    // retransmit), the second backed off; the ACK that finally comes resets the count, and a
+    // later episode starts from 0 again with a two-segment retransmit.
+    let rtx6 = |b: &mut B, segs: u32, dt: u64| {
+        let len = 1000 * segs;
+        let h = tcp(9443, 51000, 5001, PSH_ACK, &[&TS_OPTS]);
+        b.call_after(s6, op::HDR_OPT_LEN_CB, [0; 4], bare(len, PSH_ACK, 5001), dt);
+        b.call(s6, op::WRITE_HDR_OPT_CB, [0; 4], skb(h, len, PSH_ACK, 5001));
+        b.call(s6, op::RETRANS_CB, [5001, segs, 0, 0], None);
+    };
+    b.hdr(
+        s6,
+        tcp(9443, 51000, 5001, PSH_ACK, &[&TS_OPTS]),
+        1000,
+        PSH_ACK,
+        5001,
+    );
+    b.call_after(s6, op::RTO_CB, [0, 50, 0, 0], None, 2_000_000);
+    rtx6(&mut b, 1, 10_000);
+    b.call_after(s6, op::RTO_CB, [1, 100, 0, 0], None, 3_000_000);
+    rtx6(&mut b, 1, 10_000);
+    b.call_after(s6, op::RTO_CB, [0, 50, 0, 0], None, 3_000_000);
+    rtx6(&mut b, 2, 4_000_000);
+    b.ev
+}
+
+/// A hand-made service hint (kind 254, magic 0x5348, class, flags) behind two NOPs, as a stack
+/// that does not run our programs lays it out.
+fn hint(class: u8, flags: u8) -> [u8; 8] {
+    [1, 1, 254, 6, 0x53, 0x48, class, flags]
+}
+
+/// Another vendor's experimental option (magic 0x4e56): same kind, not ours.
+const OTHER_EXP: [u8; 4] = [254, 4, 0x4e, 0x56];
+
+/// One data segment our socket `s` sends to a foreign host, with its TX timestamps, the foreign
+/// ACK (hand-made options, no `peer`) one round trip later, and the RTT sample.
+#[allow(clippy::too_many_arguments)]
+fn send_foreign(
+    b: &mut B,
+    s: u32,
+    ports: (u16, u16),
+    seq: u32,
+    n: u32,
+    ack_opts: &[&[u8]],
+    rtt_us: u32,
+) {
+    let (lp, rp) = ports;
+    b.call(s, op::TSTAMP_SENDMSG_CB, [0; 4], bare(1000, ACK, seq));
+    b.hdr(
+        s,
+        tcp(lp, rp, seq, PSH_ACK, &[&TS_OPTS]),
+        1000,
+        PSH_ACK,
+        seq,
+    );
+    let stamp = |len: u32, flags: u8| {
+        Some(SkbSpec {
+            header: String::new(),
+            len,
+            tcp_flags: flags,
+            seq,
+            hwtstamp: 0,
+            tskey: Some(seq + 999),
+        })
+    };
+    b.call_after(s, op::TSTAMP_SCHED_CB, [0; 4], stamp(1066, 0), 2_000);
+    b.call_after(s, op::TSTAMP_SND_SW_CB, [0; 4], stamp(1066, 0), 3_000);
+    let ack = tcp(rp, lp, 7001, ACK, ack_opts);
+    b.call_after(
+        s,
+        op::PARSE_HDR_OPT_CB,
+        [0; 4],
+        skb(ack, 0, ACK, 7001),
+        u64::from(rtt_us) * 1000,
+    );
+    b.call(s, op::TSTAMP_ACK_CB, [0; 4], stamp(1000, PSH_ACK));
+    b.acked(s, u64::from(n) * 1000, n);
+    b.rtt(s, rtt_us, rtt_us + 2000);
+}
+
+/// A data segment from the foreign host to our socket `s` (options hand-made) and our ACK.
+fn recv_foreign(b: &mut B, s: u32, ports: (u16, u16), seq: u32, opts: &[&[u8]], dt_ns: u64) {
+    let (lp, rp) = ports;
+    let h = tcp(rp, lp, seq, PSH_ACK, opts);
+    b.call_after(
+        s,
+        op::PARSE_HDR_OPT_CB,
+        [0; 4],
+        skb(h, 1000, PSH_ACK, seq),
+        dt_ns,
+    );
+    b.hdr(s, tcp(lp, rp, 5001, ACK, &[&TS_OPTS]), 0, ACK, 5001);
+}
+
+/// A foreign client's connection to our listener `l`: its SYN (hand-made options), the request
+/// sock answering with our SYN-ACK one moment later, the child once the ACK arrives a round trip
+/// after that.
+fn accept_foreign(
+    b: &mut B,
+    f: &Flow,
+    l: u32,
+    ports: (u16, u16),
+    syn_opts: &[&[u8]],
+    rtt_us: u32,
+) -> u32 {
+    let (lp, rp) = ports;
+    let syn = tcp(rp, lp, 300, SYN, syn_opts);
+    let r = b.from_syn(f, lp, rp, 12, true, l, syn.clone(), None);
+    b.call(r, op::RWND_INIT, [0; 4], None);
+    b.call(r, op::TIMEOUT_INIT, [0; 4], None);
+    b.call_syn(
+        r,
+        op::HDR_OPT_LEN_CB,
+        [0; 4],
+        bare(0, SYN_ACK, 8000),
+        syn.clone(),
+        None,
+    );
+    let sa = tcp(lp, rp, 8000, SYN_ACK, &[&SYN_OPTS]);
+    b.call_syn(
+        r,
+        op::WRITE_HDR_OPT_CB,
+        [0; 4],
+        skb(sa, 0, SYN_ACK, 8000),
+        syn,
+        None,
+    );
+    b.call(r, op::NEEDS_ECN, [0; 4], None);
+    let s = b.child(f, lp, rp, l, r);
+    b.rtt(s, rtt_us, rtt_us);
+    let ack = tcp(rp, lp, 301, ACK, &[&TS_OPTS]);
+    b.call_after(
+        s,
+        op::PASSIVE_ESTABLISHED_CB,
+        [0; 4],
+        skb(ack, 0, ACK, 301),
+        u64::from(rtt_us) * 1000,
+    );
+    b.state(s, ESTABLISHED);
+    s
+}
+
+/// Our active open to a foreign server answering with `synack_opts` a round trip later.
+fn connect_foreign(
+    b: &mut B,
+    f: &Flow,
+    ports: (u16, u16),
+    synack_opts: &[&[u8]],
+    rtt_us: u32,
+) -> u32 {
+    let (lp, rp) = ports;
+    let c = b.socket(f, lp, rp, SYN_SENT, false, None);
+    b.call(c, op::TCP_CONNECT_CB, [0; 4], None);
+    b.call(c, op::RWND_INIT, [0; 4], None);
+    b.call(c, op::TIMEOUT_INIT, [0; 4], None);
+    b.call(c, op::NEEDS_ECN, [0; 4], None);
+    b.hdr(c, tcp(lp, rp, 1000, SYN, &[&SYN_OPTS]), 0, SYN, 1000);
+    b.ev.push(Event::Tcp {
+        sock: c,
+        snd_cwnd: None,
+        srtt_us: Some(rtt_us << 3),
+        rtt_min: Some(rtt_us),
+        mss_cache: None,
+        bytes_acked: None,
+        bytes_received: None,
+        data_segs_out: None,
+        total_retrans: None,
+    });
+    b.call_after(
+        c,
+        op::RTT_CB,
+        [rtt_us, rtt_us << 3, 0, 0],
+        None,
+        u64::from(rtt_us) * 1000,
+    );
+    b.state(c, ESTABLISHED);
+    let sa = tcp(rp, lp, 6000, SYN_ACK, synack_opts);
+    b.call(
+        c,
+        op::ACTIVE_ESTABLISHED_CB,
+        [0; 4],
+        skb(sa, 0, SYN_ACK, 6000),
+    );
+    b.hdr(c, tcp(lp, rp, 1001, ACK, &[&TS_OPTS]), 0, ACK, 1001);
+    c
+}
+
+/// Hosts that do not run our programs: every header option arriving is hand-made, as a foreign
+/// stack (or another version of the service) sends it, and real time passes between events.
+fn foreign() -> Vec<Event> {
+    let mut b = B::new();
+    let us = Flow {
+        family: 2,
+        local: "192.0.2.10".parse().expect("ip"),
+        remote: "198.51.100.7".parse().expect("ip"),
+    };
+    let l = b.socket(&us, 8443, 0, LISTEN, false, None);
+    b.call(l, op::TCP_LISTEN_CB, [0; 4], None);
+    let p1 = (8443, 50100);
+    // A client announcing class 3 with a flag bit our version does not set, then re-announcing
+    // after a class change (class 4, no flags), next to another vendor's option.
+    let s1 = accept_foreign(&mut b, &us, l, p1, &[&SYN_OPTS, &hint(3, 0x2)], 21_000);
+    recv_foreign(&mut b, s1, p1, 301, &[&TS_OPTS], 5_000_000);
+    send_foreign(&mut b, s1, p1, 8001, 1, &[&TS_OPTS], 21_000);
+    recv_foreign(
+        &mut b,
+        s1,
+        p1,
+        1301,
+        &[&TS_OPTS, &OTHER_EXP, &hint(4, 0)],
+        40_000_000,
+    );
+    // A client that announces itself once, in its SYN (class 5, a flag bit our version does
+    // not set), and never again.
+    let p3 = (8443, 50101);
+    let s3 = accept_foreign(&mut b, &us, l, p3, &[&SYN_OPTS, &hint(5, 0x2)], 21_000);
+    recv_foreign(&mut b, s3, p3, 301, &[&TS_OPTS], 3_000_000);
+    // A client without the option in its SYN that announces itself later (class 7, flag 1),
+    // once, from another network.
+    let them = Flow {
+        family: 2,
+        local: us.local,
+        remote: "203.0.113.44".parse().expect("ip"),
+    };
+    let p2 = (8443, 61000);
+    let s2 = accept_foreign(&mut b, &them, l, p2, &[&SYN_OPTS, &OTHER_EXP], 48_000);
+    recv_foreign(&mut b, s2, p2, 301, &[&TS_OPTS, &hint(7, 1)], 2_000_000);
+    send_foreign(&mut b, s2, p2, 8001, 1, &[&TS_OPTS], 48_000);
+    // Our server's data to s2 is lost: the tail-loss probe, then the retransmit timer; each
+    // timer run calls RTO_CB (tcp_write_timeout) before it retransmits (RETRANS_CB after the
+    // segment is built), with icsk_retransmits and icsk_rto as they were before the run.
+    b.call(s2, op::TSTAMP_SENDMSG_CB, [0; 4], bare(1000, ACK, 9001));
+    b.hdr(
+        s2,
+        tcp(8443, 61000, 9001, PSH_ACK, &[&TS_OPTS]),
+        1000,
+        PSH_ACK,
+        9001,
+    );
+    let rtx = |b: &mut B, dt: u64| {
+        let h = tcp(8443, 61000, 9001, PSH_ACK, &[&TS_OPTS]);
+        b.call_after(
+            s2,
+            op::HDR_OPT_LEN_CB,
+            [0; 4],
+            bare(1000, PSH_ACK, 9001),
+            dt,
+        );
+        b.call(
+            s2,
+            op::WRITE_HDR_OPT_CB,
+            [0; 4],
+            skb(h, 1000, PSH_ACK, 9001),
+        );
+        b.call(s2, op::RETRANS_CB, [9001, 1, 0, 0], None);
+    };
+    rtx(&mut b, 120_000_000);
+    b.call_after(s2, op::RTO_CB, [0, 75, 0, 0], None, 300_000_000);
+    rtx(&mut b, 10_000);
+    b.call_after(s2, op::RTO_CB, [1, 150, 0, 0], None, 600_000_000);
+    rtx(&mut b, 10_000);
+    // The peer is gone: the next run finds the user timeout passed and gives up, with no
+    // retransmit; tcp_write_err closes the socket.
+    b.call_after(s2, op::RTO_CB, [2, 300, 1, 0], None, 1_200_000_000);
+    b.state(s2, CLOSE);
+
+    // Our client to a foreign server whose SYN-ACK answers our hint (echo flag, class 9) next
+    // to a timestamp; later segments re-announce with class 10, then class 10 with the echo
+    // flag again.
+    let out = Flow {
+        family: 10,
+        local: "2001:db8:aa::5".parse().expect("ip"),
+        remote: "2001:db8:ff::80".parse().expect("ip"),
+    };
+    let pc = (43210, 443);
+    let c = connect_foreign(&mut b, &out, pc, &[&SYN_OPTS, &hint(9, 1)], 35_000);
+    send_foreign(&mut b, c, pc, 1001, 1, &[&TS_OPTS, &hint(10, 0)], 35_000);
+    recv_foreign(&mut b, c, pc, 6001, &[&TS_OPTS, &hint(10, 1)], 1_000_000);
+    // A second connection to the same server, whose SYN-ACK carries no hint: an older
+    // version. It stays open with an RTO episode after the last retransmit.
+    let pc2 = (43211, 443);
+    let c2 = connect_foreign(&mut b, &out, pc2, &[&SYN_OPTS], 35_000);
+    send_foreign(&mut b, c2, pc2, 1001, 1, &[&TS_OPTS], 36_000);
+    b.hdr(
+        c2,
+        tcp(43211, 443, 2001, PSH_ACK, &[&TS_OPTS]),
+        1000,
+        PSH_ACK,
+        2001,
+    );
+    b.call_after(c2, op::RTO_CB, [0, 75, 0, 0], None, 300_000_000);
+    b.call(c2, op::RETRANS_CB, [2001, 1, (-16i32) as u32, 0], None);
+    b.call_after(c2, op::RTO_CB, [1, 150, 0, 0], None, 600_000_000);
+    b.hdr(
+        c2,
+        tcp(43211, 443, 2001, PSH_ACK, &[&TS_OPTS]),
+        1000,
+        PSH_ACK,
+        2001,
+    );
+    b.call(c2, op::RETRANS_CB, [2001, 1, 0, 0], None);
+    // Orderly close of the first one, the server first.
+    b.state(c, CLOSE_WAIT);
+    b.hdr(
+        c,
+        tcp(43210, 443, 2001, FIN_ACK, &[&TS_OPTS]),
+        0,
+        FIN_ACK,
+        2001,
+    );
+    b.state(c, LAST_ACK);
+    b.state(c, CLOSE);
+    b.state(s1, CLOSE);
+    b.state(s3, CLOSE);
+    b.state(l, CLOSE);
     b.ev
 }

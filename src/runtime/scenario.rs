@@ -446,10 +446,13 @@ impl Runner {
                 sock.cookie = cookie_of(*id);
                 sock.family = *family;
                 if *save_syn > 2 {
-                    return Err(bad(format!("save_syn {save_syn}: TCP_SAVE_SYN is 0, 1 or 2")));
+                    return Err(bad(format!(
+                        "save_syn {save_syn}: TCP_SAVE_SYN is 0, 1 or 2"
+                    )));
                 }
                 if *save_syn != 0 {
-                    sock.opts.insert((SOL_TCP, TCP_SAVE_SYN), (*save_syn).into());
+                    sock.opts
+                        .insert((SOL_TCP, TCP_SAVE_SYN), (*save_syn).into());
                 }
                 // tcp_reqsk_record_syn: what the listener's TCP_SAVE_SYN says when the SYN
                 // arrives.
@@ -462,12 +465,9 @@ impl Runner {
                     None => None,
                 };
                 sock.saved_syn = match (saved_syn, syn, from) {
-                    (Some(h), _, _) => Some(received_syn(
-                        &common,
-                        unhex(h).map_err(bad)?,
-                        None,
-                        false,
-                    )),
+                    (Some(h), _, _) => {
+                        Some(received_syn(&common, unhex(h).map_err(bad)?, None, false))
+                    }
                     (None, Some(h), None) if parent.is_some() && save_mode > 0 => {
                         let sent = sender.map(|p| p.sent_options.clone()).unwrap_or_default();
                         let tcp = with_options(unhex(h).map_err(bad)?, &sent);
@@ -491,7 +491,9 @@ impl Runner {
                         moved
                     }
                     (None, Some(_), Some(_)) => {
-                        return Err(bad("`syn` and `from` both say where the SYN came from".into()));
+                        return Err(bad(
+                            "`syn` and `from` both say where the SYN came from".into()
+                        ));
                     }
                     _ => None,
                 };
