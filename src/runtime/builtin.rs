@@ -3,8 +3,10 @@
 //! cannot (syncookies, TCP Fast Open, TCP_REPAIR, `tcp_current_mss`, a v4-mapped peer on a
 //! dual-stack listener, retransmits and RTO with `expired`, listener close, RST, hardware TX
 //! timestamps, TCP-NV's BASE_RTT) and ends with a global-IPv6 connection still open, so per-connection
-//! state (loss accounting, TX timestamps in flight) stays in maps for the final comparison.
-//! Together they reach every op 1..=20.
+//! state (loss accounting, TX timestamps in flight) stays in maps for the final comparison;
+//! `foreign` has peers that do not run the program, so the header options arriving are
+//! hand-made and vary, with real time passing between events. Together they reach every op
+//! 1..=20. Retransmit timer runs follow `tcp_retransmit_timer`: RTO_CB, then the retransmit.
 
 use std::net::IpAddr;
 
@@ -523,20 +525,21 @@ fn edges() -> Vec<Event> {
     b.call(c, op::TSTAMP_SND_HW_CB, [0; 4], hw);
     // Loss: a tail-loss probe, then retransmit timer runs. Each run calls RTO_CB
     // (tcp_write_timeout, with icsk_retransmits and icsk_rto as before the run) and then
-    // retransmits (RETRANS_CB once the segment is built; one fails with -EBUSY, still in the
-    // host queue, before any header is built). The last run, well after the last retransmit,
-    // finds the connection timed out (`expired`): no retransmit, tcp_write_err closes it.
-    let rtx = |b: &mut B, dt: u64| {
+    // retransmits (__tcp_retransmit_skb: RETRANS_CB after tcp_transmit_skb built the segment;
+    // one fails with -EHOSTUNREACH, the route gone). The last run, well after the last
+    // retransmit, finds the connection timed out (`expired`): no retransmit, tcp_write_err
+    // closes it.
+    let rtx = |b: &mut B, dt: u64, err: i32| {
         let h = tcp(50000, 8080, 2001, PSH_ACK, &[&TS_OPTS]);
         b.call_after(c, op::HDR_OPT_LEN_CB, [0; 4], bare(1000, PSH_ACK, 2001), dt);
         b.call(c, op::WRITE_HDR_OPT_CB, [0; 4], skb(h, 1000, PSH_ACK, 2001));
-        b.call(c, op::RETRANS_CB, [2001, 1, 0, 0], None);
+        b.call(c, op::RETRANS_CB, [2001, 1, err as u32, 0], None);
     };
-    rtx(&mut b, 500_000);
+    rtx(&mut b, 500_000, 0);
     b.call_after(c, op::RTO_CB, [0, 50, 0, 0], None, 200_000_000);
-    b.call(c, op::RETRANS_CB, [2001, 1, (-16i32) as u32, 0], None);
+    rtx(&mut b, 10_000, -113);
     b.call_after(c, op::RTO_CB, [1, 100, 0, 0], None, 400_000_000);
-    rtx(&mut b, 10_000);
+    rtx(&mut b, 10_000, 0);
     b.call_after(c, op::RTO_CB, [2, 200, 1, 0], None, 800_000_000);
     // An unknown option on the fast path's slow cousin, and TCP-NV asking BASE_RTT.
     b.ev.push(Event::Call {
@@ -720,12 +723,12 @@ fn edges() -> Vec<Event> {
         PSH_ACK,
         5001,
     );
-    b.call_after(s6, op::RTO_CB, [0, 50, 0, 0], None, 2_000_000);
+    b.call_after(s6, op::RTO_CB, [0, 50, 0, 0], None, 200_000_000);
     rtx6(&mut b, 1, 10_000);
-    b.call_after(s6, op::RTO_CB, [1, 100, 0, 0], None, 3_000_000);
+    b.call_after(s6, op::RTO_CB, [1, 100, 0, 0], None, 400_000_000);
     rtx6(&mut b, 1, 10_000);
-    b.call_after(s6, op::RTO_CB, [0, 50, 0, 0], None, 3_000_000);
-    rtx6(&mut b, 2, 4_000_000);
+    b.call_after(s6, op::RTO_CB, [0, 50, 0, 0], None, 3_000_000_000);
+    rtx6(&mut b, 2, 10_000);
     b.ev
 }
 
@@ -983,7 +986,7 @@ fn foreign() -> Vec<Event> {
     send_foreign(&mut b, c, pc, 1001, 1, &[&TS_OPTS, &hint(10, 0)], 35_000);
     recv_foreign(&mut b, c, pc, 6001, &[&TS_OPTS, &hint(10, 1)], 1_000_000);
     // A second connection to the same server, whose SYN-ACK carries no hint: an older
-    // version. It stays open with an RTO episode after the last retransmit.
+    // version. It stays open with an RTO episode (the first retransmit fails: no route).
     let pc2 = (43211, 443);
     let c2 = connect_foreign(&mut b, &out, pc2, &[&SYN_OPTS], 35_000);
     send_foreign(&mut b, c2, pc2, 1001, 1, &[&TS_OPTS], 36_000);
@@ -995,7 +998,14 @@ fn foreign() -> Vec<Event> {
         2001,
     );
     b.call_after(c2, op::RTO_CB, [0, 75, 0, 0], None, 300_000_000);
-    b.call(c2, op::RETRANS_CB, [2001, 1, (-16i32) as u32, 0], None);
+    b.hdr(
+        c2,
+        tcp(43211, 443, 2001, PSH_ACK, &[&TS_OPTS]),
+        1000,
+        PSH_ACK,
+        2001,
+    );
+    b.call(c2, op::RETRANS_CB, [2001, 1, (-113i32) as u32, 0], None);
     b.call_after(c2, op::RTO_CB, [1, 150, 0, 0], None, 600_000_000);
     b.hdr(
         c2,
