@@ -86,11 +86,16 @@ pub fn render_text(r: &Report) -> String {
                     d.original,
                     d.candidate
                 ));
-                if let Some(at) = &d.original_at {
-                    s.push_str(&format!("    original at:  {at}\n"));
-                }
-                if let Some(at) = &d.candidate_at {
-                    s.push_str(&format!("    candidate at: {at}\n"));
+                for (side, at, insn) in [
+                    ("original at: ", &d.original_at, &d.original_insn),
+                    ("candidate at:", &d.candidate_at, &d.candidate_insn),
+                ] {
+                    let line = match (at, insn) {
+                        (Some(at), Some(insn)) => format!("{at}: {insn}"),
+                        (Some(x), None) | (None, Some(x)) => x.clone(),
+                        (None, None) => continue,
+                    };
+                    s.push_str(&format!("    {side} {line}\n"));
                 }
             }
         }

@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use super::helpers::{Helper, HelperError, HelperTable};
 use super::maps::MapState;
-use super::memory::{Access, AccessRule, MAX_BPF_STACK, Memory, RegionId, RegionKind, pointer};
+use super::memory::{
+    Access, AccessRule, MAX_BPF_STACK, Memory, RegionId, RegionKind, Writer, pointer,
+};
 use super::{
     BPF_MAX_LOOPS, Config, Fault, FaultKind, FuncIndex, MAX_CALL_FRAMES, Machine, Module,
     ModuleProgram, Stats, Target,
@@ -199,6 +201,8 @@ pub(crate) struct Image {
     pub funcs: Vec<FuncInfo>,
     /// (function, slot) of every op.
     pub loc: Vec<(u32, u32)>,
+    /// The instruction each op was compiled from (to describe a located write).
+    pub insns: Vec<Insn>,
     pub helpers: Vec<Helper>,
     pub programs: Vec<ModuleProgram>,
     /// Pointer value of each function's address (`ld_imm64` of a callback).
@@ -232,7 +236,26 @@ pub(crate) struct RunState {
     pub ctx_rule: Option<(RegionId, AccessRule, u64)>,
 }
 
-pub(crate) fn build(module: Module, config: Config, table: &HelperTable) -> Result<Machine, Error> {
+pub(crate) fn build(
+    mut module: Module,
+    config: Config,
+    table: &HelperTable,
+) -> Result<Machine, Error> {
+    for name in &config.empty_prog_arrays {
+        let err = |message: &str| Error::Map {
+            map: name.clone(),
+            message: format!("Config::empty_prog_arrays names it, but {message}"),
+        };
+        let m = module
+            .maps
+            .iter_mut()
+            .find(|m| &m.name == name)
+            .ok_or_else(|| err("the module has no such map"))?;
+        if m.map_type != super::maps::map_type::PROG_ARRAY {
+            return Err(err("it is not a PROG_ARRAY"));
+        }
+        m.init = super::MapInit::Empty;
+    }
     let mut memory = Memory::new();
     let stack_regions = std::array::from_fn(|i| {
         memory.alloc(
@@ -268,6 +291,7 @@ pub(crate) fn build(module: Module, config: Config, table: &HelperTable) -> Resu
         stats: Stats::default(),
         packet: None,
         trace_calls: false,
+        site_log: None,
         hook: None,
         hook_call: None,
         run: RunState {
@@ -476,6 +500,7 @@ fn compile(
     }
     let mut ops = Vec::with_capacity(n as usize);
     let mut loc = Vec::with_capacity(n as usize);
+    let mut insns = Vec::with_capacity(n as usize);
     let mut funcs = Vec::with_capacity(module.functions.len());
     let mut helpers: Vec<Helper> = Vec::new();
     let mut helper_index: HashMap<String, u32> = HashMap::new();
@@ -873,6 +898,7 @@ fn compile(
             }
             ops.push(op);
             loc.push((fi as u32, slot as u32));
+            insns.push(si.insn);
         }
         funcs.push(FuncInfo {
             name: f.name.clone(),
@@ -894,6 +920,7 @@ fn compile(
         ops,
         funcs,
         loc,
+        insns,
         helpers,
         programs: module.programs.clone(),
         func_regions,
@@ -915,6 +942,42 @@ pub(crate) fn current_site(m: &Machine) -> super::helpers::CallSite {
         line: f
             .line
             .map(|l| format!("{}:{}: {}", l.file, l.line, l.text.trim())),
+    }
+}
+
+impl Machine {
+    /// Where `w` is: program, function, slot and source line; `None` for [`Writer::NONE`].
+    pub fn site(&self, w: Writer) -> Option<super::helpers::CallSite> {
+        let (pc, program) = w.parts()?;
+        let &(fi, slot) = self.image.loc.get(pc)?;
+        let f = &self.image.funcs[fi as usize];
+        let slot = slot as usize;
+        let at = f.lines.partition_point(|l| l.slot <= slot);
+        Some(super::helpers::CallSite {
+            program: self
+                .image
+                .programs
+                .get(program)
+                .map(|p| p.name.clone())
+                .unwrap_or_default(),
+            function: f.name.clone(),
+            slot,
+            line: at
+                .checked_sub(1)
+                .map(|i| &f.lines[i])
+                .map(|l| format!("{}:{}: {}", l.file, l.line, l.text.trim())),
+        })
+    }
+
+    /// The instruction at `w` as text: the helper or kfunc's name for a call, else its
+    /// disassembly.
+    pub fn site_insn(&self, w: Writer) -> Option<String> {
+        let (pc, _) = w.parts()?;
+        let op = self.image.ops.get(pc)?;
+        Some(match op.code {
+            Code::CallHelper => format!("call {}", self.image.helpers[op.target as usize].name),
+            _ => self.image.insns[pc].to_string(),
+        })
     }
 }
 
@@ -1044,6 +1107,26 @@ fn dispatch(m: &mut Machine, image: &Image, func: u32, args: [u64; 5]) -> Result
     }
 }
 
+/// Logs the end of a program run (not of a callback) when [`Machine::site_log`] is on.
+#[inline]
+fn note_exit(m: &mut Machine, pc: usize, r0: u64) {
+    let w = Writer::new(pc, m.run.program);
+    if let Some(log) = &mut m.site_log {
+        log.exits.push((w, r0));
+    }
+}
+
+/// Logs a store into the ruled context (`CHECK` runs with [`Machine::site_log`] on).
+#[inline(never)]
+fn note_ctx_store(m: &mut Machine, a: u64, size: u64, w: Writer) {
+    let (id, off) = super::split_pointer(a);
+    if m.run.ctx_rule.is_some_and(|(r, ..)| r == id)
+        && let Some(log) = &mut m.site_log
+    {
+        log.ctx_stores.push((off, size, w));
+    }
+}
+
 /// The context rule's verdict on an access at `a` (Allow for anything but the ruled context).
 #[inline(never)]
 fn ctx_access(m: &Machine, a: u64, size: u64, write: bool) -> Access {
@@ -1141,7 +1224,11 @@ fn exec<const COVER: bool, const CHECK: bool>(
                         Access::Deny(reason) => fail!(cur, ctx_denied(a, $n, true, reason)),
                     };
                 if go {
-                    mem!(cur, m.memory.store(a, $n, $v))
+                    let w = Writer::new(cur, m.run.program);
+                    mem!(cur, m.memory.store_by(a, $n, $v, w));
+                    if CHECK && m.site_log.is_some() {
+                        note_ctx_store(m, a, $n, w);
+                    }
                 }
             }};
         }
@@ -1311,7 +1398,8 @@ fn exec<const COVER: bool, const CHECK: bool>(
                     AtomicOp::CmpXchg => (regs[0] & mask == old).then_some(v),
                 };
                 if let Some(new) = new {
-                    mem!(cur, m.memory.store(a, bytes, new));
+                    let w = Writer::new(cur, m.run.program);
+                    mem!(cur, m.memory.store_by(a, bytes, new, w));
                 }
                 match aop {
                     AtomicOp::CmpXchg => regs[0] = old,
@@ -1338,6 +1426,9 @@ fn exec<const COVER: bool, const CHECK: bool>(
                         m.run.budget_left = left;
                         m.run.frames.truncate(base);
                         m.run.stack_used = m.run.frames.iter().map(|f| f.stack).sum();
+                        if base == 0 {
+                            note_exit(m, cur, 0);
+                        }
                         return Ok(0);
                     }
                 }
@@ -1407,11 +1498,14 @@ fn exec<const COVER: bool, const CHECK: bool>(
                 m.run.budget_left = left;
                 m.run.cur_pc = cur;
                 let h = &image.helpers[op.target as usize];
+                // What the helper writes into map values is the call's doing.
+                let outer = m.memory.set_writer(Writer::new(cur, m.run.program));
                 let r = super::helpers::call_helper(
                     m,
                     h,
                     [regs[1], regs[2], regs[3], regs[4], regs[5]],
                 );
+                m.memory.set_writer(outer);
                 left = m.run.budget_left;
                 match r {
                     Ok(v) => regs[0] = v,
@@ -1461,6 +1555,9 @@ fn exec<const COVER: bool, const CHECK: bool>(
                 m.run.stack_used -= f.stack;
                 if m.run.frames.len() == base {
                     m.run.budget_left = left;
+                    if base == 0 {
+                        note_exit(m, cur, regs[0]);
+                    }
                     return Ok(regs[0]);
                 }
                 regs[6..10].copy_from_slice(&f.saved);

@@ -66,17 +66,6 @@ impl Module {
                 init,
             });
         }
-        if let Some(name) = config
-            .empty_prog_arrays
-            .iter()
-            .find(|n| !map_index.contains_key(n.as_str()))
-        {
-            return Err(Error::Map {
-                map: name.clone(),
-                message: "Config::empty_prog_arrays names it, but the object has no such map"
-                    .into(),
-            });
-        }
         let func_index: HashMap<&str, usize> = obj
             .functions
             .iter()
@@ -110,13 +99,7 @@ impl Module {
                     }
                 }
             }
-            if config.empty_prog_arrays.contains(&m.name) {
-                if m.def.map_type != super::maps::map_type::PROG_ARRAY {
-                    return Err(err(
-                        "Config::empty_prog_arrays names it, but it is not a PROG_ARRAY".into(),
-                    ));
-                }
-            } else if !programs.is_empty() {
+            if !programs.is_empty() {
                 maps[index].init = MapInit::Programs(programs);
             } else if !inner.is_empty() {
                 maps[index].init = MapInit::Maps(inner);
@@ -268,7 +251,23 @@ impl Machine {
     /// Programs of other types in the object (an `sk_msg` program beside a sockmap) are not
     /// entry points: the kernel would load them with their own helper set.
     pub fn sock_ops(obj: &Object, config: Config) -> Result<Machine, Error> {
-        let mut module = Module::from_object(obj, &config)?;
+        let module = Module::sock_ops(obj, &config)?;
+        Machine::sock_ops_module(module, config)
+    }
+
+    /// [`Machine::sock_ops`] from a module built by [`Module::sock_ops`]: building the module
+    /// (CO-RE relocations included) is most of a load, so callers that need several machines
+    /// of one object build it once and clone it.
+    pub fn sock_ops_module(module: Module, config: Config) -> Result<Machine, Error> {
+        Machine::with_helpers(module, config, &super::sockhelpers::sock_ops_table())
+    }
+}
+
+impl Module {
+    /// [`Module::from_object`] with only the sock_ops programs as entry points (what
+    /// [`Machine::sock_ops`] runs).
+    pub fn sock_ops(obj: &Object, config: &Config) -> Result<Module, Error> {
+        let mut module = Module::from_object(obj, config)?;
         let keep: Vec<bool> = obj
             .programs
             .iter()
@@ -276,7 +275,7 @@ impl Machine {
             .collect();
         let mut k = keep.iter();
         module.programs.retain(|_| *k.next().unwrap_or(&true));
-        Machine::with_helpers(module, config, &super::sockhelpers::sock_ops_table())
+        Ok(module)
     }
 }
 

@@ -40,6 +40,25 @@ pub const fn split_pointer(addr: u64) -> (RegionId, i64) {
     )
 }
 
+/// The instruction that last wrote a byte of a map value: the interpreter's instruction index and
+/// the program running, packed; [`Writer::NONE`] when no program wrote it (initial contents, user
+/// space). `Machine::site` turns it into program, function, slot and source line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Writer(u64);
+
+impl Writer {
+    pub const NONE: Writer = Writer(0);
+
+    pub(crate) fn new(op: usize, program: usize) -> Writer {
+        Writer(((program as u64) << 32) | (op as u64 + 1))
+    }
+
+    /// (instruction index, program index), unless [`Writer::NONE`].
+    pub(crate) fn parts(self) -> Option<(usize, usize)> {
+        (self.0 != 0).then(|| ((self.0 as u32 - 1) as usize, (self.0 >> 32) as usize))
+    }
+}
+
 /// What a region models. The kind decides what may be done with it, and names it in faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RegionKind {
@@ -106,6 +125,9 @@ pub struct Region {
     pub writable: bool,
     /// Accesses must be aligned to their size (the verifier's rule for stack and context).
     pub strict_align: bool,
+    /// Per byte, who wrote it last: kept for map values only (empty otherwise), so that a
+    /// differing final map entry can be located; stores elsewhere pay one length check.
+    pub writers: Vec<Writer>,
 }
 
 impl Region {
@@ -183,6 +205,10 @@ impl fmt::Display for AccessFault {
 pub struct Memory {
     regions: Vec<Region>,
     free: Vec<RegionId>,
+    /// Who writes through [`Memory::store`], [`Memory::write_bytes`], [`Memory::region_mut`]
+    /// and [`Memory::alloc`] now: the helper call in progress (set by the interpreter), else
+    /// [`Writer::NONE`].
+    writer: Writer,
 }
 
 impl Default for Memory {
@@ -199,8 +225,10 @@ impl Memory {
                 data: Vec::new(),
                 writable: false,
                 strict_align: false,
+                writers: Vec::new(),
             }],
             free: Vec::new(),
+            writer: Writer::NONE,
         }
     }
 
@@ -208,11 +236,17 @@ impl Memory {
     /// reuse memory, a stale pointer to a deleted element may see a newer element).
     pub fn alloc(&mut self, kind: RegionKind, data: Vec<u8>, writable: bool) -> RegionId {
         let strict_align = matches!(kind, RegionKind::Stack { .. } | RegionKind::Ctx);
+        let writers = if matches!(kind, RegionKind::MapValue { .. }) {
+            vec![self.writer; data.len()]
+        } else {
+            Vec::new()
+        };
         let region = Region {
             kind,
             data,
             writable,
             strict_align,
+            writers,
         };
         if let Some(id) = self.free.pop() {
             self.regions[id as usize] = region;
@@ -231,6 +265,7 @@ impl Memory {
         let r = &mut self.regions[id as usize];
         r.kind = RegionKind::Free;
         r.data = Vec::new();
+        r.writers = Vec::new();
         self.free.push(id);
     }
 
@@ -238,8 +273,21 @@ impl Memory {
         self.regions.get(id as usize)
     }
 
+    /// The region, for a change made by [`Memory::writer`]'s author (every byte is taken as
+    /// written by it).
     pub fn region_mut(&mut self, id: RegionId) -> Option<&mut Region> {
-        self.regions.get_mut(id as usize)
+        let r = self.regions.get_mut(id as usize)?;
+        r.writers.fill(self.writer);
+        Some(r)
+    }
+
+    /// Who writes through the plain accessors from now on; returns the previous one.
+    pub fn set_writer(&mut self, writer: Writer) -> Writer {
+        std::mem::replace(&mut self.writer, writer)
+    }
+
+    pub fn writer(&self) -> Writer {
+        self.writer
     }
 
     /// Region and byte range of an access of `size` bytes at `addr`.
@@ -297,6 +345,18 @@ impl Memory {
     /// Stores the low `size` bytes of `value` at `addr`.
     #[inline]
     pub fn store(&mut self, addr: u64, size: u64, value: u64) -> Result<(), AccessFault> {
+        self.store_by(addr, size, value, self.writer)
+    }
+
+    /// [`Memory::store`] by `writer` (the interpreter's store instructions).
+    #[inline]
+    pub fn store_by(
+        &mut self,
+        addr: u64,
+        size: u64,
+        value: u64,
+        writer: Writer,
+    ) -> Result<(), AccessFault> {
         let (id, off) = self.locate(addr, size)?;
         let r = &mut self.regions[id];
         if !r.writable {
@@ -307,6 +367,11 @@ impl Memory {
         }
         let b = value.to_le_bytes();
         r.data[off..off + size as usize].copy_from_slice(&b[..size as usize]);
+        if !r.writers.is_empty()
+            && let Some(w) = r.writers.get_mut(off..off + size as usize)
+        {
+            w.fill(writer);
+        }
         Ok(())
     }
 
@@ -333,6 +398,9 @@ impl Memory {
             });
         }
         r.data[off..off + bytes.len()].copy_from_slice(bytes);
+        if let Some(w) = r.writers.get_mut(off..off + bytes.len()) {
+            w.fill(self.writer);
+        }
         Ok(())
     }
 

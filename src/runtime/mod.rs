@@ -51,7 +51,8 @@ use std::sync::Arc;
 pub use helpers::{CallArg, CallSite, Helper, HelperError, HelperFn, HelperTable, Record};
 pub use maps::{MapError, MapState};
 pub use memory::{
-    Access, AccessFault, AccessRule, Memory, Region, RegionId, RegionKind, pointer, split_pointer,
+    Access, AccessFault, AccessRule, Memory, Region, RegionId, RegionKind, Writer, pointer,
+    split_pointer,
 };
 
 use crate::insn::{Insn, SlotInsn};
@@ -322,6 +323,15 @@ impl fmt::Display for Fault {
 
 impl std::error::Error for Fault {}
 
+/// Where the values one hook call produced came from (`verify` locates differences with it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SiteLog {
+    /// Each program run's end (a callback's does not count): the exit and its `r0`.
+    pub exits: Vec<(Writer, u64)>,
+    /// Stores into the context (the region the context rule guards): offset, bytes, where.
+    pub ctx_stores: Vec<(i64, u64, Writer)>,
+}
+
 /// Counters of the last and all runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stats {
@@ -348,6 +358,9 @@ pub struct Machine {
     pub packet: Option<u64>,
     /// Record every helper and kfunc call in [`Machine::records`] ([`Record::Call`]).
     pub trace_calls: bool,
+    /// When `Some`, where each program run ended and where it stored into the context, until
+    /// taken ([`SiteLog`]); [`Machine::site`] locates the entries.
+    pub site_log: Option<SiteLog>,
     /// Kernel-side state of the sock_ops hook call being run (helpers read and change it).
     pub hook: Option<sockhelpers::HookState>,
     /// The hook call being run.

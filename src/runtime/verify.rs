@@ -15,10 +15,11 @@ use serde::Serialize;
 
 use super::builtin;
 use super::helpers::{CallArg, Record};
-use super::memory::RegionKind;
+use super::maps::{MapState, Storage};
+use super::memory::{RegionId, RegionKind, Writer};
 use super::scenario::{Event, EventResult, Runner, hex};
 use super::sockops::op;
-use super::{Config, Machine};
+use super::{Config, Machine, Module};
 use crate::obj::{Object, ProgramType};
 
 /// The first difference found.
@@ -33,12 +34,21 @@ pub struct Difference {
     pub what: String,
     pub original: String,
     pub candidate: String,
-    /// The instruction (program, function, slot, source line) on each side, when the
-    /// difference is in a helper call.
+    /// The instruction (program, function, slot, source line) on each side that made the
+    /// differing value: the helper call of a call difference; the exit (the one returning 0 on
+    /// a veto), the store to `reply` or the header option helper call of a result or option
+    /// difference; the store to `sk_txhash`; the last write to the first differing byte of a
+    /// final map entry. `None` where that side has no such instruction.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub original_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub candidate_at: Option<String>,
+    /// What that instruction is (`exit with r0 = 0`, `call bpf_store_hdr_opt`, a store's
+    /// disassembly), or why there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_insn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidate_insn: Option<String>,
 }
 
 /// Per scenario: events compared per op, and the first difference.
@@ -196,26 +206,23 @@ pub fn verify_with(
     } else {
         Vec::new()
     };
+    let load = |obj: &Object, which: &str| {
+        Module::sock_ops(obj, &config()).map_err(|e| format!("{which}: {e}"))
+    };
+    let modules = (load(original, "original")?, load(candidate, "candidate")?);
+    let mut configs = vec![(String::new(), Vec::new())];
+    if !tables.is_empty() {
+        configs.push((String::new(), tables));
+    }
     let mut reports = Vec::new();
     for (name, events) in scenarios {
-        reports.push(verify_scenario(
-            original,
-            candidate,
-            &programs,
-            &name,
-            &events,
-            &[],
-        )?);
-        if !tables.is_empty() {
-            reports.push(verify_scenario(
-                original,
-                candidate,
-                &programs,
-                &format!("{name} (dispatcher only)"),
-                &events,
-                &tables,
-            )?);
+        configs[0].0 = name.clone();
+        if let Some(c) = configs.get_mut(1) {
+            c.0 = format!("{name} (dispatcher only)");
         }
+        reports.extend(verify_scenario(
+            &modules.0, &modules.1, &programs, &name, &events, &configs,
+        )?);
     }
     Ok(Report {
         programs,
@@ -223,17 +230,26 @@ pub fn verify_with(
     })
 }
 
-fn machine(obj: &Object, which: &str, empty_prog_arrays: &[String]) -> Result<Machine, String> {
+/// Loads one side; `module` is its object's [`Module::sock_ops`], built once per verification.
+fn machine(module: &Module, which: &str, empty_prog_arrays: &[String]) -> Result<Machine, String> {
+    let config = Config {
+        empty_prog_arrays: empty_prog_arrays.iter().cloned().collect(),
+        ..config()
+    };
+    let mut m =
+        Machine::sock_ops_module(module.clone(), config).map_err(|e| format!("{which}: {e}"))?;
+    m.trace_calls = true;
+    m.site_log = Some(super::SiteLog::default());
+    Ok(m)
+}
+
+fn config() -> Config {
     // Stack the program never wrote reads as poison, not zeros: a candidate that drops an
     // initialising store shows.
-    let config = Config {
+    Config {
         stack_fill: 0xa5,
-        empty_prog_arrays: empty_prog_arrays.iter().cloned().collect(),
         ..Config::default()
-    };
-    let mut m = Machine::sock_ops(obj, config).map_err(|e| format!("{which}: {e}"))?;
-    m.trace_calls = true;
-    Ok(m)
+    }
 }
 
 /// A record as both sides can compare it: map indices become map names.
@@ -315,63 +331,100 @@ fn observed(m: &Machine, r: &EventResult) -> Vec<(String, String)> {
     out
 }
 
+/// One candidate configuration compared with the original, in lockstep with it.
+struct Side {
+    m: Machine,
+    r: Runner,
+    report: ScenarioReport,
+    done: bool,
+}
+
+fn difference(
+    row: &str,
+    programs: &[String],
+    event: Option<usize>,
+    op: Option<u32>,
+    what: &str,
+    original: String,
+    candidate: String,
+) -> Difference {
+    Difference {
+        scenario: row.to_string(),
+        event,
+        op,
+        program: programs.first().cloned(),
+        what: what.to_string(),
+        original,
+        candidate,
+        original_at: None,
+        candidate_at: None,
+        original_insn: None,
+        candidate_insn: None,
+    }
+}
+
+/// Runs the original once on `events` and each candidate configuration (row name, PROG_ARRAYs
+/// left empty) beside it, so the original's work is shared by the rows.
 fn verify_scenario(
-    original: &Object,
-    candidate: &Object,
+    original: &Module,
+    candidate: &Module,
     programs: &[String],
     name: &str,
     events: &[Event],
-    empty_prog_arrays: &[String],
-) -> Result<ScenarioReport, String> {
+    configs: &[(String, Vec<String>)],
+) -> Result<Vec<ScenarioReport>, String> {
     let mut ma = machine(original, "original", &[])?;
-    let mut mb = machine(candidate, "candidate", empty_prog_arrays)?;
     let mut ra = Runner::new(programs.to_vec());
-    let mut rb = Runner::new(programs.to_vec());
-    let mut per_op = BTreeMap::new();
-    let mut report = ScenarioReport {
-        scenario: name.to_string(),
-        empty_prog_arrays: empty_prog_arrays.to_vec(),
-        events: events.len(),
-        per_op: BTreeMap::new(),
-        difference: None,
-    };
-    let diff = |event: Option<usize>, op: Option<u32>, what: &str, a: String, b: String| {
-        Some(Difference {
-            scenario: name.to_string(),
-            event,
-            op,
-            program: programs.first().cloned(),
-            what: what.to_string(),
-            original: a,
-            candidate: b,
-            original_at: None,
-            candidate_at: None,
-        })
-    };
+    let mut sides = Vec::with_capacity(configs.len());
+    for (row, empty) in configs {
+        sides.push(Side {
+            m: machine(candidate, "candidate", empty)?,
+            r: Runner::new(programs.to_vec()),
+            report: ScenarioReport {
+                scenario: row.clone(),
+                empty_prog_arrays: empty.clone(),
+                events: events.len(),
+                per_op: BTreeMap::new(),
+                difference: None,
+            },
+            done: false,
+        });
+    }
     for (i, e) in events.iter().enumerate() {
+        if sides.iter().all(|s| s.done) {
+            break;
+        }
+        ma.site_log = Some(super::SiteLog::default());
         let a = ra
             .event(&mut ma, i, e)
-            .map_err(|e| format!("scenario {name}: original: {e}"));
-        let b = rb
-            .event(&mut mb, i, e)
-            .map_err(|e| format!("scenario {name}: candidate: {e}"));
-        let (a, b) = match (a, b) {
-            (Ok(a), Ok(b)) => (a, b),
-            (Err(x), Err(y)) if x.replace("original", "") == y.replace("candidate", "") => {
-                return Err(x);
+            .map_err(|e| format!("scenario {name}: original: {e}"))?;
+        let oa = observed(&ma, &a);
+        for s in sides.iter_mut().filter(|s| !s.done) {
+            let row = s.report.scenario.as_str();
+            s.m.site_log = Some(super::SiteLog::default());
+            let b = match s.r.event(&mut s.m, i, e) {
+                Ok(b) => b,
+                Err(y) => {
+                    s.report.difference = Some(difference(
+                        row,
+                        programs,
+                        Some(i),
+                        event_op(e),
+                        "run",
+                        "ok".into(),
+                        format!("scenario {row}: candidate: {y}"),
+                    ));
+                    s.done = true;
+                    continue;
+                }
+            };
+            if let Some(o) = a.op {
+                *s.report.per_op.entry(o).or_insert(0) += 1;
             }
-            (Err(x), _) => return Err(x),
-            (Ok(_), Err(y)) => {
-                report.difference = diff(Some(i), event_op(e), "run", "ok".into(), y);
-                report.per_op = per_op;
-                return Ok(report);
+            let ob = observed(&s.m, &b);
+            if oa == ob {
+                continue;
             }
-        };
-        if let Some(o) = a.op {
-            *per_op.entry(o).or_insert(0) += 1;
-        }
-        let (oa, ob) = (observed(&ma, &a), observed(&mb, &b));
-        if oa != ob {
             let (what, x, y) = first_mismatch(&oa, &ob);
             let (sa, sb) = (sites(&a), sites(&b));
             let label = if what == "event" {
@@ -379,37 +432,57 @@ fn verify_scenario(
             } else {
                 what.clone()
             };
-            report.difference = diff(Some(i), a.op.or(b.op).or(event_op(e)), &what, x, y);
-            if let Some(d) = report.difference.as_mut() {
-                d.original_at = sa.get(&label).cloned();
-                d.candidate_at = sb.get(&label).cloned();
-                if let Some(at) = d.candidate_at.as_ref().or(d.original_at.as_ref()) {
-                    d.program = at
-                        .split('`')
-                        .nth(1)
-                        .map(str::to_string)
-                        .or(d.program.take());
-                }
+            let op = a.op.or(b.op).or(event_op(e));
+            let mut d = difference(row, programs, Some(i), op, &what, x, y);
+            d.original_at = sa.get(&label).cloned();
+            d.candidate_at = sb.get(&label).cloned();
+            if d.original_at.is_some() || d.candidate_at.is_some() {
+                d.original_insn = call_name(&a, &label);
+                d.candidate_insn = call_name(&b, &label);
+            } else if let (Some(x), Some(y)) =
+                (value_site(&ma, &a, &what), value_site(&s.m, &b, &what))
+            {
+                (d.original_at, d.original_insn) = x;
+                (d.candidate_at, d.candidate_insn) = y;
             }
-            report.per_op = per_op;
-            return Ok(report);
+            if let Some(at) = d.candidate_at.as_ref().or(d.original_at.as_ref()) {
+                d.program = at
+                    .split('`')
+                    .nth(1)
+                    .map(str::to_string)
+                    .or(d.program.take());
+            }
+            s.report.difference = Some(d);
+            s.done = true;
         }
     }
-    report.per_op = per_op;
-    // Final state: maps by name (the candidate may add its own, e.g. a dispatch PROG_ARRAY).
+    for s in sides.iter_mut().filter(|s| !s.done) {
+        s.report.difference = final_difference(&ma, &ra, &s.m, &s.r, &s.report.scenario, programs);
+    }
+    Ok(sides.into_iter().map(|s| s.report).collect())
+}
+
+/// The first difference in the final state: maps by name (the candidate may add its own, e.g.
+/// a dispatch PROG_ARRAY), then the simulated sockets.
+fn final_difference(
+    ma: &Machine,
+    ra: &Runner,
+    mb: &Machine,
+    rb: &Runner,
+    row: &str,
+    programs: &[String],
+) -> Option<Difference> {
+    let diff = |what: &str, a: String, b: String| difference(row, programs, None, None, what, a, b);
     for sa in &ma.maps {
         if sa.map_type == super::maps::map_type::PROG_ARRAY {
             continue;
         }
         let Some(bi) = mb.map_index(&sa.name) else {
-            report.difference = diff(
-                None,
-                None,
+            return Some(diff(
                 &format!("map `{}`", sa.name),
                 "exists".into(),
                 "missing".into(),
-            );
-            return Ok(report);
+            ));
         };
         let ea = sa.entries(&ma.memory);
         let eb = mb.maps[bi].entries(&mb.memory);
@@ -420,27 +493,184 @@ fn verify_scenario(
                     .collect::<Vec<_>>()
                     .join(" ")
             };
-            report.difference = diff(
-                None,
-                None,
-                &format!("final contents of map `{}`", sa.name),
+            let (key, byte) = first_entry_difference(&ea, &eb);
+            let mut d = diff(
+                &format!(
+                    "final contents of map `{}` (entry {}, byte {byte})",
+                    sa.name,
+                    hex(&key)
+                ),
                 show(&ea),
                 show(&eb),
             );
-            return Ok(report);
+            (d.original_at, d.original_insn) = entry_writer(ma, sa, &key, byte);
+            (d.candidate_at, d.candidate_insn) = entry_writer(mb, &mb.maps[bi], &key, byte);
+            return Some(d);
         }
     }
     let (sa, sb) = (ra.sock_states(), rb.sock_states());
-    if sa != sb {
-        report.difference = diff(
-            None,
-            None,
-            "final socket state",
-            format!("{sa:?}"),
-            format!("{sb:?}"),
-        );
+    (sa != sb).then(|| diff("final socket state", format!("{sa:?}"), format!("{sb:?}")))
+}
+
+/// `call NAME` for the traced call labelled `label` (`call #i`) of an event.
+fn call_name(r: &EventResult, label: &str) -> Option<String> {
+    let i: usize = label.strip_prefix("call #")?.parse().ok()?;
+    match r.records.get(i)? {
+        Record::Call { name, .. } => Some(format!("call {name}")),
+        _ => None,
     }
-    Ok(report)
+}
+
+/// A located instruction as (`at`, `insn`) text; `note` says what it did.
+fn located(m: &Machine, w: Writer, note: &str) -> (Option<String>, Option<String>) {
+    let insn = m.site_insn(w).map(|i| {
+        if note.is_empty() {
+            i
+        } else {
+            format!("{i} ({note})")
+        }
+    });
+    (m.site(w).map(|s| s.to_string()), insn)
+}
+
+/// Where one side's value of an event's `what` (a line of [`observed`]) came from: `None`
+/// when `what` is not a value a single instruction decides.
+fn value_site(
+    m: &Machine,
+    r: &EventResult,
+    what: &str,
+) -> Option<(Option<String>, Option<String>)> {
+    use super::sockops::field;
+    let log = m.site_log.as_ref()?;
+    let o = r.outcome.as_ref()?;
+    // The kernel vetoes when any program returns 0 (its low 32 bits).
+    let veto = log
+        .exits
+        .iter()
+        .find(|(_, r0)| *r0 as u32 == 0)
+        .map(|e| e.0);
+    let last_exit = || {
+        log.exits.last().map_or((None, None), |&(w, r0)| {
+            located(m, w, &format!("returns {r0}, no veto"))
+        })
+    };
+    let vetoed = || {
+        veto.filter(|_| o.run_result != 0)
+            .map(|w| located(m, w, "returns 0: veto"))
+    };
+    let store_to = |at: usize| {
+        let at = at as i64;
+        log.ctx_stores
+            .iter()
+            .rev()
+            .find(|(off, size, _)| *off < at + 4 && at < off + *size as i64)
+            .map(|&(_, _, w)| w)
+    };
+    let call = |name: &str| {
+        r.records.iter().rev().find_map(|rec| match rec {
+            Record::Call {
+                name: n,
+                at: Some(at),
+                ..
+            } if n == name => Some((Some(at.to_string()), Some(format!("call {name}")))),
+            _ => None,
+        })
+    };
+    Some(match what {
+        "result" => vetoed()
+            .or_else(|| store_to(field::REPLY).map(|w| located(m, w, "store to reply")))
+            .unwrap_or_else(last_exit),
+        "option bytes reserved" => vetoed()
+            .or_else(|| call("bpf_reserve_hdr_opt"))
+            .unwrap_or_else(last_exit),
+        "option bytes written" => vetoed()
+            .or_else(|| call("bpf_store_hdr_opt"))
+            .unwrap_or_else(last_exit),
+        "sk_txhash" => store_to(field::SK_TXHASH).map_or_else(
+            || (None, Some("no store to sk_txhash".to_string())),
+            |w| located(m, w, "store to sk_txhash"),
+        ),
+        _ => return None,
+    })
+}
+
+/// The first entry (in the original's order, then the candidate's extra keys) whose value
+/// differs or exists on one side only, and the first differing byte of its value (0 when
+/// one side has no entry).
+fn first_entry_difference(a: &[(Vec<u8>, Vec<u8>)], b: &[(Vec<u8>, Vec<u8>)]) -> (Vec<u8>, usize) {
+    let find = |v: &[(Vec<u8>, Vec<u8>)], k: &[u8]| {
+        v.iter()
+            .find(|(x, _)| x.as_slice() == k)
+            .map(|(_, v)| v.clone())
+    };
+    for (k, va) in a {
+        match find(b, k) {
+            Some(vb) if &vb == va => {}
+            Some(vb) => {
+                let byte = va
+                    .iter()
+                    .zip(&vb)
+                    .position(|(x, y)| x != y)
+                    .unwrap_or(va.len().min(vb.len()));
+                return (k.clone(), byte);
+            }
+            None => return (k.clone(), 0),
+        }
+    }
+    b.iter()
+        .find(|(k, _)| find(a, k).is_none())
+        .map_or((Vec::new(), 0), |(k, _)| (k.clone(), 0))
+}
+
+/// The value region holding `key`'s entry, for maps whose values are program-writable memory.
+fn value_region(st: &MapState, key: &[u8]) -> Option<RegionId> {
+    let r = match &st.storage {
+        Storage::Array { values } => {
+            let i = u32::from_le_bytes(key.get(..4)?.try_into().ok()?);
+            *values.get(i as usize)?
+        }
+        Storage::Hash { entries, .. } => entries.get(key)?.value,
+        Storage::Lpm { entries } => {
+            let plen = u32::from_le_bytes(key.get(..4)?.try_into().ok()?);
+            *entries.get(&(plen, key[4..].to_vec()))?
+        }
+        Storage::SkStorage { values } => {
+            *values.get(&u64::from_le_bytes(key.get(..8)?.try_into().ok()?))?
+        }
+        Storage::CgroupStorage { value } => *value,
+        _ => return None,
+    };
+    (r != 0).then_some(r)
+}
+
+/// The last writer of byte `byte` of `key`'s entry in one machine's map.
+fn entry_writer(
+    m: &Machine,
+    st: &MapState,
+    key: &[u8],
+    byte: usize,
+) -> (Option<String>, Option<String>) {
+    let entry = hex(key);
+    let Some(region) = value_region(st, key).and_then(|r| m.memory.region(r)) else {
+        let why = match st.storage {
+            Storage::Array { .. } => format!("entry {entry} never written"),
+            Storage::Hash { .. }
+            | Storage::Lpm { .. }
+            | Storage::SkStorage { .. }
+            | Storage::CgroupStorage { .. } => format!("no entry {entry}"),
+            _ => "writes to this map type are not tracked".to_string(),
+        };
+        return (None, Some(why));
+    };
+    match region.writers.get(byte).copied().unwrap_or(Writer::NONE) {
+        Writer::NONE => (
+            None,
+            Some(format!(
+                "byte {byte} of entry {entry} not written by a program (initial contents or a map event)"
+            )),
+        ),
+        w => located(m, w, &format!("last write to byte {byte} of entry {entry}")),
+    }
 }
 
 fn event_op(e: &Event) -> Option<u32> {
