@@ -755,7 +755,40 @@ fn store_hdr_opt(m: &mut Machine, a: [u64; 5]) -> Result<u64, HelperError> {
     }
     h.written.extend_from_slice(&from[..klen as usize]);
     h.remaining_opt_len -= klen;
+    grow_packet_window(m, &from[..klen as usize]);
     Ok(0)
+}
+
+/// `bpf_sock_ops_store_hdr_opt` copies the option to `skb_data_end` and moves `skb_data_end`
+/// past it (net/core/filter.c), so direct packet reads after a store, by this program or the
+/// next one of the cgroup (they share the context), see the stored options. The window of the
+/// call's context grows by the option.
+fn grow_packet_window(m: &mut Machine, bytes: &[u8]) {
+    use super::sockops::field::SKB_DATA_END;
+    let Some((ctx, ..)) = m.run.ctx_rule else {
+        return;
+    };
+    let Some(end) = m
+        .memory
+        .region(ctx)
+        .and_then(|c| c.data.get(SKB_DATA_END..SKB_DATA_END + 8))
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .filter(|&e| e != 0)
+    else {
+        return;
+    };
+    let (packet, at) = split_pointer(end);
+    let Some(p) = m.memory.region_mut(packet) else {
+        return;
+    };
+    if p.kind != RegionKind::Packet || usize::try_from(at).ok() != Some(p.data.len()) {
+        return;
+    }
+    p.data.extend_from_slice(bytes);
+    let new_end = end.wrapping_add(bytes.len() as u64);
+    if let Some(c) = m.memory.region_mut(ctx) {
+        c.data[SKB_DATA_END..SKB_DATA_END + 8].copy_from_slice(&new_end.to_le_bytes());
+    }
 }
 
 fn load_hdr_opt(m: &mut Machine, a: [u64; 5]) -> Result<u64, HelperError> {
@@ -1302,6 +1335,62 @@ mod tests {
             errno(load_hdr_opt(&mut l, [0, s, 2, 0, 0]).unwrap()),
             -EPERM
         );
+    }
+
+    /// A stored option lands at `skb_data_end`, which moves past it: direct reads see it.
+    #[test]
+    fn store_hdr_opt_moves_skb_data_end_past_the_option() {
+        use crate::runtime::sockops::{HookCall, Skb, SockCommon, Socket, TcpFields, field};
+        let mut m = machine(op::WRITE_HDR_OPT_CB, true);
+        let mut hdr = vec![0u8; 20];
+        hdr.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
+        let call = HookCall {
+            op: op::WRITE_HDR_OPT_CB,
+            args: [0; 4],
+            socket: Socket::Full {
+                common: SockCommon {
+                    family: 2,
+                    state: 1,
+                    ..SockCommon::default()
+                },
+                tcp: TcpFields::default(),
+                extra: Default::default(),
+            },
+            locked: true,
+            skb: Some(Skb {
+                window: hdr.clone(),
+                len: 32,
+                tcp_flags: 0x18,
+                hwtstamp: 0,
+            }),
+        };
+        let c = m.sock_ops_context(&call);
+        let h = m.hook.as_mut().unwrap();
+        h.header = Some(hdr);
+        h.remaining_opt_len = 8;
+        let at = |m: &Machine, f: usize| m.memory.load(c.ctx + f as u64, 8).unwrap();
+        let (data, end) = (at(&m, field::SKB_DATA), at(&m, field::SKB_DATA_END));
+        assert_eq!(end - data, 32);
+        let opt = buf(&mut m, &[254, 6, 0xeb, 0x9f, 7, 8]);
+        assert_eq!(store_hdr_opt(&mut m, [c.ctx, opt, 6, 0, 0]).unwrap(), 0);
+        let end = at(&m, field::SKB_DATA_END);
+        assert_eq!(end - data, 38);
+        assert_eq!(
+            m.memory.read_bytes(data + 32, 6).unwrap(),
+            &[254, 6, 0xeb, 0x9f, 7, 8]
+        );
+        assert!(
+            m.memory.load(end, 1).is_err(),
+            "still nothing past skb_data_end"
+        );
+        // A refused store (-ENOSPC: 2 bytes left) moves nothing.
+        let big = buf(&mut m, &[30, 4, 0, 0]);
+        assert_eq!(
+            errno(store_hdr_opt(&mut m, [c.ctx, big, 4, 0, 0]).unwrap()),
+            -ENOSPC
+        );
+        assert_eq!(at(&m, field::SKB_DATA_END), end);
+        m.release_sock_ops_context(c);
     }
 
     #[test]
