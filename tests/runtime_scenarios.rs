@@ -232,3 +232,37 @@ fn a_child_reads_the_saved_syn_its_listener_asked_for() {
         vec![(46u32.to_le_bytes().to_vec(), 1u64.to_le_bytes().to_vec())]
     );
 }
+
+/// hdr_opt's SYN-ACKs echo a client's hint from the SYN: from `syn_skb` on the first SYN-ACK
+/// and, on the `foreign` scenario's retransmitted one (no `syn_skb`), from the request sock's
+/// saved SYN; a client whose SYN has no hint gets no echo.
+#[test]
+fn a_retransmitted_syn_ack_reads_the_request_socks_saved_syn() {
+    let mut m = machine(&fixture("hdr_opt.o"));
+    let events = builtin::scenario("foreign").unwrap();
+    let requests: BTreeSet<u32> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Socket {
+                id, request: true, ..
+            } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    let rs = Runner::new(vec!["hdr_opt".into()])
+        .run(&mut m, &events)
+        .unwrap();
+    let synacks: Vec<(u32, Vec<u8>)> = rs
+        .iter()
+        .filter(|r| r.op == Some(15) && requests.contains(&r.sock))
+        .map(|r| (r.sock, r.outcome.as_ref().unwrap().hdr_written.clone()))
+        .collect();
+    let echo = vec![254, 6, 0x53, 0x48, 0, 1, 1, 1];
+    let plain = vec![254, 6, 0x53, 0x48, 0, 0, 1, 1];
+    let written: Vec<&Vec<u8>> = synacks.iter().map(|(_, w)| w).collect();
+    assert_eq!(written, vec![&echo, &echo, &echo, &plain], "{synacks:?}");
+    assert_eq!(
+        synacks[1].0, synacks[2].0,
+        "the retransmit is the same request sock's"
+    );
+}

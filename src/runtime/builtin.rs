@@ -811,6 +811,7 @@ fn accept_foreign(
     ports: (u16, u16),
     syn_opts: &[&[u8]],
     rtt_us: u32,
+    synack_lost: bool,
 ) -> u32 {
     let (lp, rp) = ports;
     let syn = tcp(rp, lp, 300, SYN, syn_opts);
@@ -835,6 +836,20 @@ fn accept_foreign(
         None,
     );
     b.call(r, op::NEEDS_ECN, [0; 4], None);
+    if synack_lost {
+        // The SYN-ACK is lost: the request sock's timer resends it a TCP_TIMEOUT_INIT later
+        // (tcp_rtx_synack), without `syn_skb`: programs reach the SYN through the request
+        // sock's saved SYN, if the listener kept one.
+        let sa = tcp(lp, rp, 8000, SYN_ACK, &[&SYN_OPTS]);
+        b.call_after(
+            r,
+            op::HDR_OPT_LEN_CB,
+            [0; 4],
+            bare(0, SYN_ACK, 8000),
+            1_000_000_000,
+        );
+        b.call(r, op::WRITE_HDR_OPT_CB, [0; 4], skb(sa, 0, SYN_ACK, 8000));
+    }
     let s = b.child(f, lp, rp, l, r);
     b.rtt(s, rtt_us, rtt_us);
     let ack = tcp(rp, lp, 301, ACK, &[&TS_OPTS]);
@@ -908,7 +923,15 @@ fn foreign() -> Vec<Event> {
     let p1 = (8443, 50100);
     // A client announcing class 3 with a flag bit our version does not set, then re-announcing
     // after a class change (class 4, no flags), next to another vendor's option.
-    let s1 = accept_foreign(&mut b, &us, l, p1, &[&SYN_OPTS, &hint(3, 0x2)], 21_000);
+    let s1 = accept_foreign(
+        &mut b,
+        &us,
+        l,
+        p1,
+        &[&SYN_OPTS, &hint(3, 0x2)],
+        21_000,
+        false,
+    );
     recv_foreign(&mut b, s1, p1, 301, &[&TS_OPTS], 5_000_000);
     send_foreign(&mut b, s1, p1, 8001, 1, &[&TS_OPTS], 21_000);
     recv_foreign(
@@ -920,9 +943,17 @@ fn foreign() -> Vec<Event> {
         40_000_000,
     );
     // A client that announces itself once, in its SYN (class 5, a flag bit our version does
-    // not set), and never again.
+    // not set), and never again; our first SYN-ACK to it is lost.
     let p3 = (8443, 50101);
-    let s3 = accept_foreign(&mut b, &us, l, p3, &[&SYN_OPTS, &hint(5, 0x2)], 21_000);
+    let s3 = accept_foreign(
+        &mut b,
+        &us,
+        l,
+        p3,
+        &[&SYN_OPTS, &hint(5, 0x2)],
+        21_000,
+        true,
+    );
     recv_foreign(&mut b, s3, p3, 301, &[&TS_OPTS], 3_000_000);
     // A client without the option in its SYN that announces itself later (class 7, flag 1),
     // once, from another network.
@@ -932,7 +963,15 @@ fn foreign() -> Vec<Event> {
         remote: "203.0.113.44".parse().expect("ip"),
     };
     let p2 = (8443, 61000);
-    let s2 = accept_foreign(&mut b, &them, l, p2, &[&SYN_OPTS, &OTHER_EXP], 48_000);
+    let s2 = accept_foreign(
+        &mut b,
+        &them,
+        l,
+        p2,
+        &[&SYN_OPTS, &OTHER_EXP],
+        48_000,
+        false,
+    );
     recv_foreign(&mut b, s2, p2, 301, &[&TS_OPTS, &hint(7, 1)], 2_000_000);
     send_foreign(&mut b, s2, p2, 8001, 1, &[&TS_OPTS], 48_000);
     // Our server's data to s2 is lost: the tail-loss probe, then the retransmit timer; each
