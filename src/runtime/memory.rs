@@ -494,6 +494,33 @@ mod tests {
     }
 
     #[test]
+    fn map_values_keep_their_last_writer_per_byte() {
+        let mut m = Memory::new();
+        let (store, helper) = (Writer::new(7, 0), Writer::new(9, 1));
+        let v = m.alloc(RegionKind::MapValue { map: 0 }, vec![0; 8], true);
+        let st = m.alloc(RegionKind::Stack { frame: 0 }, vec![0; 8], true);
+        assert_eq!(m.region(v).unwrap().writers, vec![Writer::NONE; 8]);
+        m.store_by(pointer(v, 2), 2, 0xffff, store).unwrap();
+        m.store_by(pointer(st, 0), 8, 1, store).unwrap();
+        assert!(m.region(st).unwrap().writers.is_empty(), "only map values");
+        // A helper's writes (through the plain accessors) are its call's.
+        let outer = m.set_writer(helper);
+        m.write_bytes(pointer(v, 3), &[1, 2]).unwrap();
+        m.set_writer(outer);
+        m.store(pointer(v, 6), 1, 0).unwrap();
+        let w = &m.region(v).unwrap().writers;
+        assert_eq!(w[..2], [Writer::NONE; 2]);
+        assert_eq!(w[2], store);
+        assert_eq!(w[3..5], [helper; 2]);
+        assert_eq!(w[6], Writer::NONE, "user space");
+        assert_eq!(store.parts(), Some((7, 0)));
+        assert_eq!(Writer::NONE.parts(), None);
+        // A failed store leaves the writers as they were.
+        assert!(m.store_by(pointer(v, 7), 2, 0, helper).is_err());
+        assert_eq!(m.region(v).unwrap().writers[7], Writer::NONE);
+    }
+
+    #[test]
     fn released_ids_are_reused() {
         let mut m = Memory::new();
         let a = m.alloc(RegionKind::MapValue { map: 0 }, vec![0; 4], true);
