@@ -148,7 +148,7 @@ impl B {
     /// A request sock (or TCP Fast Open child, `request` false) made from SYN `syn` that
     /// `peer` sent to listener `l`.
     #[allow(clippy::too_many_arguments)]
-    fn from_syn(
+    fn socket_from_syn(
         &mut self,
         f: &Flow,
         lport: u16,
@@ -304,7 +304,7 @@ impl B {
         let syn = tcp(cport, sport, 1000, SYN, &[&SYN_OPTS]);
         self.hdr(c, syn, 0, SYN, 1000);
         let synp = tcp(cport, sport, 1000, SYN, &[&SYN_OPTS]);
-        let r = self.from_syn(&back, sport, cport, 12, true, l, synp.clone(), Some(c));
+        let r = self.socket_from_syn(&back, sport, cport, 12, true, l, synp.clone(), Some(c));
         self.call(r, op::RWND_INIT, [0; 4], None);
         self.call(r, op::TIMEOUT_INIT, [0; 4], None);
         self.call_syn(
@@ -620,7 +620,7 @@ fn edges() -> Vec<Event> {
         SYN,
         &[&SYN_OPTS, &[34, 10, 1, 2, 3, 4, 5, 6, 7, 8]],
     );
-    let tfo = b.from_syn(&back4, 443, 40001, SYN_RECV, false, l4, tsyn.clone(), None);
+    let tfo = b.socket_from_syn(&back4, 443, 40001, SYN_RECV, false, l4, tsyn.clone(), None);
     b.call(tfo, op::TIMEOUT_INIT, [0; 4], None);
     b.call(
         tfo,
@@ -815,7 +815,7 @@ fn accept_foreign(
 ) -> u32 {
     let (lp, rp) = ports;
     let syn = tcp(rp, lp, 300, SYN, syn_opts);
-    let r = b.from_syn(f, lp, rp, 12, true, l, syn.clone(), None);
+    let r = b.socket_from_syn(f, lp, rp, 12, true, l, syn.clone(), None);
     b.call(r, op::RWND_INIT, [0; 4], None);
     b.call(r, op::TIMEOUT_INIT, [0; 4], None);
     b.call_syn(
