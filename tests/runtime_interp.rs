@@ -1101,7 +1101,8 @@ fn perf_event_output_checks_the_cpu_index() {
         vec![Record::PerfEvent {
             map: 0,
             cpu: 0,
-            data: 0x66u64.to_le_bytes().to_vec()
+            // 8 bytes + the 4-byte size, padded to 16: 4 zero bytes follow.
+            data: [&0x66u64.to_le_bytes()[..], &[0; 4]].concat()
         }]
     );
     assert_eq!(run_with(1).0, 0);

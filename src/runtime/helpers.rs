@@ -57,7 +57,8 @@ pub enum Record {
     TracePrintk { text: String },
     /// `bpf_ringbuf_output`.
     Ringbuf { map: MapIndex, data: Vec<u8> },
-    /// `bpf_perf_event_output`.
+    /// `bpf_perf_event_output`: the raw sample as a reader gets it (zero-padded so that it
+    /// and its 4-byte size end on 8 bytes).
     PerfEvent {
         map: MapIndex,
         cpu: u32,
@@ -581,6 +582,10 @@ fn perf_event_output(m: &mut Machine, a: [u64; 5]) -> Result<u64, HelperError> {
     if cpu >= u64::from(st.max_entries.max(1)) {
         return Ok(neg(E2BIG));
     }
+    // perf_prepare_sample pads a raw sample with zeroes so that it and its 4-byte size end on
+    // 8 bytes; the reader gets the padded size and bytes (libbpf's perf_buffer callback).
+    let mut data = data;
+    data.resize((data.len() + 4).div_ceil(8) * 8 - 4, 0);
     m.records.push(Record::PerfEvent {
         map,
         cpu: cpu as u32,
