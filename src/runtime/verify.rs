@@ -8,6 +8,15 @@
 //! offset, map values by map name). At the end: every map's contents (by name) and the state of
 //! every simulated socket. The candidate runs the programs that carry the original's program
 //! names (the split form's dispatchers keep them).
+//!
+//! A split-form candidate ([`dispatch_tables`]) also runs every scenario with its vtables left
+//! empty, so the dispatchers' fallback (the original body) is compared for every op, not only
+//! for ops without a per-op program. The original runs once per scenario for both rows.
+//!
+//! A difference is located on each side at the instruction that made the differing value
+//! ([`Difference::original_at`]): the runtime logs each run's exit and the stores into the
+//! context ([`super::SiteLog`]) and keeps the last writer of every map value byte
+//! ([`super::Region::writers`]).
 
 use std::collections::BTreeMap;
 
