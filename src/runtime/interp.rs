@@ -1168,6 +1168,9 @@ fn exec<const COVER: bool, const CHECK: bool>(
     let ops = &image.ops[..];
     let mut pc = image.funcs[func as usize].entry as usize;
     let mut left = m.run.budget_left;
+    // The running program's part of every store's [`Writer`], kept in a local so that a store
+    // pays two ALU operations for it; it changes with tail calls.
+    let mut program = Writer::program_bits(m.run.program);
 
     macro_rules! fail {
         ($at:expr, $kind:expr) => {{
@@ -1224,7 +1227,7 @@ fn exec<const COVER: bool, const CHECK: bool>(
                         Access::Deny(reason) => fail!(cur, ctx_denied(a, $n, true, reason)),
                     };
                 if go {
-                    let w = Writer::new(cur, m.run.program);
+                    let w = Writer::at(program, cur);
                     mem!(cur, m.memory.store_by(a, $n, $v, w));
                     if CHECK && m.site_log.is_some() {
                         note_ctx_store(m, a, $n, w);
@@ -1398,7 +1401,7 @@ fn exec<const COVER: bool, const CHECK: bool>(
                     AtomicOp::CmpXchg => (regs[0] & mask == old).then_some(v),
                 };
                 if let Some(new) = new {
-                    let w = Writer::new(cur, m.run.program);
+                    let w = Writer::at(program, cur);
                     mem!(cur, m.memory.store_by(a, bytes, new, w));
                 }
                 match aop {
@@ -1499,13 +1502,15 @@ fn exec<const COVER: bool, const CHECK: bool>(
                 m.run.cur_pc = cur;
                 let h = &image.helpers[op.target as usize];
                 // What the helper writes into map values is the call's doing.
-                let outer = m.memory.set_writer(Writer::new(cur, m.run.program));
+                let outer = m.memory.set_writer(Writer::at(program, cur));
                 let r = super::helpers::call_helper(
                     m,
                     h,
                     [regs[1], regs[2], regs[3], regs[4], regs[5]],
                 );
                 m.memory.set_writer(outer);
+                // A callback the helper ran may have tail-called.
+                program = Writer::program_bits(m.run.program);
                 left = m.run.budget_left;
                 match r {
                     Ok(v) => regs[0] = v,
@@ -1546,6 +1551,7 @@ fn exec<const COVER: bool, const CHECK: bool>(
                     clear_stack(&mut m.memory, region, new, m.config.stack_fill);
                     if let Some(p) = image.programs.iter().position(|p| p.function == target) {
                         m.run.program = p;
+                        program = Writer::program_bits(p);
                     }
                     pc = image.funcs[target].entry as usize;
                 }

@@ -50,7 +50,18 @@ impl Writer {
     pub const NONE: Writer = Writer(0);
 
     pub(crate) fn new(op: usize, program: usize) -> Writer {
-        Writer(((program as u64) << 32) | (op as u64 + 1))
+        Writer::at(Writer::program_bits(program), op)
+    }
+
+    /// The program's part of a writer, for [`Writer::at`].
+    #[inline(always)]
+    pub(crate) fn program_bits(program: usize) -> u64 {
+        (program as u64) << 32
+    }
+
+    #[inline(always)]
+    pub(crate) fn at(program_bits: u64, op: usize) -> Writer {
+        Writer(program_bits | (op as u64 + 1))
     }
 
     /// (instruction index, program index), unless [`Writer::NONE`].
@@ -200,6 +211,15 @@ impl fmt::Display for AccessFault {
     }
 }
 
+/// Marks `len` bytes from `off` as written by `writer`. Out of line: only map values keep
+/// writers, so the hot store path keeps one length check.
+#[inline(never)]
+fn stamp(writers: &mut [Writer], off: usize, len: usize, writer: Writer) {
+    if let Some(w) = writers.get_mut(off..off + len) {
+        w.fill(writer);
+    }
+}
+
 /// The region table.
 #[derive(Debug, Clone)]
 pub struct Memory {
@@ -343,13 +363,13 @@ impl Memory {
     }
 
     /// Stores the low `size` bytes of `value` at `addr`.
-    #[inline]
+    #[inline(always)]
     pub fn store(&mut self, addr: u64, size: u64, value: u64) -> Result<(), AccessFault> {
         self.store_by(addr, size, value, self.writer)
     }
 
     /// [`Memory::store`] by `writer` (the interpreter's store instructions).
-    #[inline]
+    #[inline(always)]
     pub fn store_by(
         &mut self,
         addr: u64,
@@ -367,10 +387,8 @@ impl Memory {
         }
         let b = value.to_le_bytes();
         r.data[off..off + size as usize].copy_from_slice(&b[..size as usize]);
-        if !r.writers.is_empty()
-            && let Some(w) = r.writers.get_mut(off..off + size as usize)
-        {
-            w.fill(writer);
+        if !r.writers.is_empty() {
+            stamp(&mut r.writers, off, size as usize, writer);
         }
         Ok(())
     }
@@ -398,8 +416,8 @@ impl Memory {
             });
         }
         r.data[off..off + bytes.len()].copy_from_slice(bytes);
-        if let Some(w) = r.writers.get_mut(off..off + bytes.len()) {
-            w.fill(self.writer);
+        if !r.writers.is_empty() {
+            stamp(&mut r.writers, off, bytes.len(), self.writer);
         }
         Ok(())
     }
