@@ -1344,12 +1344,15 @@ fn call_traces_show_pointers_by_region_and_offset() {
                 ],
                 ret: CallArg::Scalar(0),
                 at: None,
+                // The key and the value, as the helper read them.
+                inputs: vec![(2, vec![1, 0, 0, 0]), (3, vec![5, 0, 0, 0, 0, 0, 0, 0])],
             },
             Record::Call {
                 name: "bpf_ktime_get_ns".into(),
                 args: vec![],
                 ret: CallArg::Scalar(42),
                 at: None,
+                inputs: vec![],
             },
         ]
     );

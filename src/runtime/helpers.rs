@@ -73,6 +73,10 @@ pub enum Record {
         ret: CallArg,
         /// Where the call is: program, function, slot and source line.
         at: Option<Box<CallSite>>,
+        /// The bytes the helper reads through its pointer arguments, by argument number
+        /// (`optable::helper::MEMORY_ARGS`: keys, values, option buffers, records), as they
+        /// were when it was called.
+        inputs: Vec<(u8, Vec<u8>)>,
     },
 }
 
@@ -703,11 +707,13 @@ pub(crate) fn call_helper(m: &mut Machine, h: &Helper, args: [u64; 5]) -> Result
         .collect();
     let at = m.records.len();
     let site = super::interp::current_site(m);
+    let inputs = read_inputs(m, &h.name, &args);
     m.records.push(Record::Call {
         name: h.name.clone(),
         args: traced,
         ret: CallArg::Scalar(0),
         at: Some(Box::new(site)),
+        inputs,
     });
     let r = (h.f)(m, args);
     if let Ok(v) = &r {
@@ -717,4 +723,46 @@ pub(crate) fn call_helper(m: &mut Machine, h: &Helper, args: [u64; 5]) -> Result
         }
     }
     r
+}
+
+/// The memory a helper call reads through its pointer arguments, per the helper's prototype.
+/// Arguments whose extent is unknown here (a size that is not a small scalar, a map argument
+/// that is not a map) or that do not point to readable memory are left out: the call itself
+/// reports those.
+fn read_inputs(m: &Machine, name: &str, args: &[u64; 5]) -> Vec<(u8, Vec<u8>)> {
+    use crate::optable::helper::{Access, Extent, memory_args};
+    let Some(mem) = helper_id(name).and_then(memory_args) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for a in mem.iter().filter(|a| a.access != Access::Write) {
+        let Some(&ptr) = args.get(usize::from(a.arg) - 1) else {
+            continue;
+        };
+        let len = match a.extent {
+            Extent::SizeArg(k) => args.get(usize::from(k) - 1).copied(),
+            Extent::MapKey(k) | Extent::MapValue(k) => {
+                let map = args
+                    .get(usize::from(k) - 1)
+                    .and_then(|&p| m.memory.kind_of(p));
+                match map {
+                    Some(RegionKind::MapObject { map }) => m.maps.get(map as usize).map(|s| {
+                        u64::from(if matches!(a.extent, Extent::MapKey(_)) {
+                            s.key_size
+                        } else {
+                            s.value_size
+                        })
+                    }),
+                    _ => None,
+                }
+            }
+        };
+        if let Some(bytes) = len
+            .filter(|&l| l <= 4096)
+            .and_then(|l| m.memory.read_bytes(ptr, l).ok())
+        {
+            out.push((a.arg, bytes.to_vec()));
+        }
+    }
+    out
 }

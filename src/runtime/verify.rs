@@ -285,12 +285,24 @@ fn record_text(m: &Machine, r: &Record) -> String {
     };
     match r {
         Record::Call {
-            name, args, ret, ..
-        } => format!(
-            "{name}({}) = {}",
-            args.iter().map(arg).collect::<Vec<_>>().join(", "),
-            arg(ret)
-        ),
+            name,
+            args,
+            ret,
+            inputs,
+            ..
+        } => {
+            let mut s = format!(
+                "{name}({}) = {}",
+                args.iter().map(arg).collect::<Vec<_>>().join(", "),
+                arg(ret)
+            );
+            // What the helper read through its pointers: a candidate passing other bytes
+            // (an uninitialised key byte, a different option value) differs here, at the call.
+            for (k, bytes) in inputs {
+                s.push_str(&format!(" arg{k}=[{}]", hex(bytes)));
+            }
+            s
+        }
         Record::TracePrintk { text } => format!("trace_printk {text:?}"),
         Record::Ringbuf { map: i, data } => format!("ringbuf {} {}", map(*i), hex(data)),
         Record::PerfEvent { map: i, cpu, data } => {
