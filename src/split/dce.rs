@@ -16,6 +16,14 @@ use crate::optable::helper::{self, Access, Extent};
 /// `bpf_map_*_elem` reads through its key and value pointers.
 pub type MapSizes = HashMap<usize, (u32, u32)>;
 
+/// The key and value sizes of `obj`'s maps that have both.
+pub fn map_sizes(obj: &crate::obj::Object) -> MapSizes {
+    obj.maps
+        .iter()
+        .filter_map(|m| Some((m.symbol?, (m.def.key_size?, m.def.value_size?))))
+        .collect()
+}
+
 /// What a register holds, as far as stack liveness cares.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum P {
@@ -382,6 +390,12 @@ fn dead(code: &[CInsn], maps: &MapSizes) -> Vec<bool> {
         }
     }
     (0..n).map(|i| removable(&code[i], &live_out[i])).collect()
+}
+
+/// Which instructions are dead, by index: those whose only effect is a register or stack
+/// bytes that nothing reads afterwards — what one round of [`run`] removes, jumps aside.
+pub fn dead_instructions(code: &[CInsn], maps: &MapSizes) -> Vec<bool> {
+    dead(code, maps)
 }
 
 /// Where execution lands from instruction `i`, following unconditional jumps (a bounded

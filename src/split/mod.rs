@@ -256,11 +256,7 @@ pub fn split(obj: &Object) -> Result<SplitPlan, Error> {
         n
     };
     let mut tables = dedup::Tables::default();
-    let map_sizes: dce::MapSizes = obj
-        .maps
-        .iter()
-        .filter_map(|m| Some((m.symbol?, (m.def.key_size?, m.def.value_size?))))
-        .collect();
+    let map_sizes = dce::map_sizes(obj);
     let mut needs: BTreeSet<KernelNeed> = BTreeSet::new();
     for p in &obj.programs {
         let fname = obj.functions[p.function].name.clone();
