@@ -266,3 +266,78 @@ fn a_retransmitted_syn_ack_reads_the_request_socks_saved_syn() {
         "the retransmit is the same request sock's"
     );
 }
+
+/// A dual-stack listener that user space set to save SYNs from the link layer on
+/// (`save_syn: 2`): a v4-mapped client's SYN arrived as IPv4, so the saved headers are
+/// Ethernet (IPv4 type, `lo`'s zero addresses) and a valid IPv4 header; a native IPv6 client's
+/// are IPv6. The request sock has no saved SYN in RWND_INIT yet (probe call 18 says -ENOENT).
+#[test]
+fn saved_syns_carry_the_headers_that_were_on_the_wire() {
+    let mut m = machine(PROBE);
+    let syn = "c3501f90000003e8000000005002ffff00000000";
+    let sock = |id: u32, remote: &str, rport: u16, extra: &str| {
+        format!(
+            "{{\"kind\":\"socket\",\"id\":{id},\"family\":10,\"local\":\"::ffff:127.0.0.1\",\"local_port\":8080,\"remote\":\"{remote}\",\"remote_port\":{rport},\"state\":12{extra}}}\n"
+        )
+    };
+    let text = [
+        "{\"kind\":\"socket\",\"id\":1,\"family\":10,\"local\":\"::\",\"local_port\":8080,\"remote\":\"::\",\"remote_port\":0,\"state\":10,\"save_syn\":2}\n".to_string(),
+        sock(2, "::ffff:127.0.0.1", 50000, &format!(",\"request\":true,\"parent\":1,\"syn\":\"{syn}\"")),
+        "{\"kind\":\"call\",\"sock\":2,\"op\":2}\n".into(),
+        "{\"kind\":\"call\",\"sock\":2,\"op\":1}\n".into(),
+        sock(3, "::ffff:127.0.0.1", 50000, ",\"parent\":1,\"from\":2").replace("\"state\":12", "\"state\":3"),
+        sock(4, "2001:db8::9", 50001, &format!(",\"request\":true,\"parent\":1,\"syn\":\"{syn}\"")),
+    ]
+    .concat();
+    let mut runner = Runner::new(vec!["probe_helpers".into()]);
+    runner.run(&mut m, &parse_jsonl(&text).unwrap()).unwrap();
+    let socks = runner.sock_states();
+    let v4 = socks[&3].1.saved_syn.clone().expect("moved to the child");
+    assert_eq!(v4.mac, [[0u8; 12].as_slice(), &[0x08, 0x00]].concat());
+    assert_eq!(v4.ip.len(), 20);
+    assert_eq!(v4.ip[0], 0x45);
+    assert_eq!(
+        u16::from_be_bytes([v4.ip[2], v4.ip[3]]),
+        40,
+        "IP + TCP, no data"
+    );
+    assert_eq!(v4.ip[12..20], [127, 0, 0, 1, 127, 0, 0, 1]);
+    let folded = v4
+        .ip
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum::<u32>();
+    assert_eq!(
+        (folded & 0xffff) + (folded >> 16),
+        0xffff,
+        "header checksum"
+    );
+    let v6 = socks[&4].1.saved_syn.clone().expect("the request sock's");
+    assert_eq!(v6.mac[12..], [0x86, 0xdd]);
+    assert_eq!(
+        v6.mac[..12],
+        [2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0xfe],
+        "not loopback"
+    );
+    assert_eq!(v6.ip.len(), 40);
+    assert_eq!(v6.ip[0] >> 4, 6);
+    assert_eq!(
+        v6.ip[8..24],
+        "2001:db8::9"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets()
+    );
+    // The probe read TCP_BPF_SYN in RWND_INIT (-ENOENT: not recorded yet) and TIMEOUT_INIT
+    // (the 20-byte TCP header).
+    let results = m.map_index("probe_results").unwrap();
+    let call18: BTreeSet<(u32, i32)> = m.maps[results]
+        .entries(&m.memory)
+        .into_iter()
+        .filter_map(|(k, _)| {
+            let w = |i: usize| u32::from_le_bytes(k[4 * i..4 * i + 4].try_into().unwrap());
+            (w(1) == 18).then(|| (w(0), w(3) as i32))
+        })
+        .collect();
+    assert_eq!(call18, BTreeSet::from([(2, -2), (1, 20)]));
+}
