@@ -286,7 +286,8 @@ fn saved_syns_carry_the_headers_that_were_on_the_wire() {
         "{\"kind\":\"call\",\"sock\":2,\"op\":2}\n".into(),
         "{\"kind\":\"call\",\"sock\":2,\"op\":1}\n".into(),
         sock(3, "::ffff:127.0.0.1", 50000, ",\"parent\":1,\"from\":2").replace("\"state\":12", "\"state\":3"),
-        sock(4, "2001:db8::9", 50001, &format!(",\"request\":true,\"parent\":1,\"syn\":\"{syn}\"")),
+        sock(4, "2001:db8::9", 50001, &format!(",\"request\":true,\"parent\":1,\"syn\":\"{syn}\""))
+            .replace("::ffff:127.0.0.1", "2001:db8::1"),
     ]
     .concat();
     let mut runner = Runner::new(vec!["probe_helpers".into()]);
