@@ -368,10 +368,14 @@ impl MapState {
         if flags & !BPF_F_LOCK > BPF_EXIST {
             return Err(MapError::Invalid);
         }
-        // No map here has a `bpf_spin_lock` in its value, which BPF_F_LOCK requires.
-        if flags & BPF_F_LOCK != 0 {
+        // No map here has a `bpf_spin_lock` in its value, which BPF_F_LOCK requires. A plain
+        // array checks the index and BPF_NOEXIST first (array_map_update_elem); the others
+        // refuse the flag at once.
+        let lock = flags & BPF_F_LOCK != 0;
+        if lock && self.map_type != map_type::ARRAY {
             return Err(MapError::Invalid);
         }
+        let flags = flags & !BPF_F_LOCK;
         let index = self.map_index(memory);
         let max = self.max_entries as usize;
         match &mut self.storage {
@@ -382,6 +386,9 @@ impl MapState {
                 }
                 if flags == BPF_NOEXIST {
                     return Err(MapError::Exists);
+                }
+                if lock {
+                    return Err(MapError::Invalid);
                 }
                 if values[i] == 0 {
                     values[i] =
@@ -460,7 +467,21 @@ impl MapState {
 
     /// `bpf_map_delete_elem` for data maps.
     pub fn delete(&mut self, memory: &mut Memory, key: &[u8]) -> Result<(), MapError> {
+        let sockmap = self.map_type == map_type::SOCKMAP;
+        let max = self.max_entries as usize;
         match &mut self.storage {
+            // sock_map_delete_elem: an index out of range or an empty slot is -EINVAL;
+            // sock_hash_delete_elem: a missing key is -ENOENT.
+            Storage::Sock { entries, .. } => {
+                if sockmap && array_index(key).is_none_or(|i| i >= max) {
+                    return Err(MapError::Invalid);
+                }
+                match entries.remove(key) {
+                    Some(_) => Ok(()),
+                    None if sockmap => Err(MapError::Invalid),
+                    None => Err(MapError::NoEntry),
+                }
+            }
             Storage::Array { .. } => Err(MapError::Invalid),
             Storage::Hash { entries, .. } => {
                 let e = entries.remove(key).ok_or(MapError::NoEntry)?;
@@ -569,7 +590,10 @@ fn prefix_matches(a: &[u8], b: &[u8], bits: u32) -> bool {
 fn lpm_match(entries: &BTreeMap<(u32, Vec<u8>), RegionId>, key: &[u8]) -> Option<RegionId> {
     let plen = u32::from_le_bytes(key.get(..4)?.try_into().ok()?);
     let data = &key[4..];
-    let plen = plen.min(data.len() as u32 * 8);
+    // trie_lookup_elem finds nothing for a key longer than the trie's prefixes.
+    if plen > data.len() as u32 * 8 {
+        return None;
+    }
     entries
         .iter()
         .filter(|((p, d), _)| *p <= plen && prefix_matches(d, data, *p))

@@ -443,7 +443,11 @@ impl Runner {
                     (Some(s), false) => s.clone(),
                     _ => SockState::default(),
                 };
-                sock.cookie = cookie_of(*id);
+                // inet_csk_clone_lock: a child keeps its request sock's cookie.
+                sock.cookie = match from {
+                    Some(r) => self.sock(index, *r)?.sock.cookie,
+                    None => cookie_of(*id),
+                };
                 sock.family = *family;
                 if *save_syn > 2 {
                     return Err(bad(format!(

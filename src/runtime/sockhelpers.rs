@@ -541,8 +541,17 @@ fn get_socket_cookie(m: &mut Machine, _: [u64; 5]) -> Result<u64, HelperError> {
     Ok(hook(m, "bpf_get_socket_cookie")?.sock.cookie)
 }
 
-fn get_netns_cookie(m: &mut Machine, _: [u64; 5]) -> Result<u64, HelperError> {
-    Ok(hook(m, "bpf_get_netns_cookie")?.netns_cookie)
+/// The cookie of `init_net`, which `bpf_get_netns_cookie(NULL)` returns: scenarios run in
+/// a namespace of their own, as the kernel tests do.
+pub const INIT_NET_COOKIE: u64 = 0x7fff_0001;
+
+fn get_netns_cookie(m: &mut Machine, a: [u64; 5]) -> Result<u64, HelperError> {
+    let h = hook(m, "bpf_get_netns_cookie")?;
+    Ok(if a[0] == 0 {
+        INIT_NET_COOKIE
+    } else {
+        h.netns_cookie
+    })
 }
 
 /// The simulated socket a `struct bpf_sock *`/`tcp_sock *` argument stands for: the hook's
@@ -1000,8 +1009,12 @@ fn cast_to_kern_ctx(m: &mut Machine, _: [u64; 5]) -> Result<u64, HelperError> {
     } else {
         0
     };
+    // The socket itself (a request sock on the request-sock ops, where ctx->sk is NULL): a
+    // handle for the helpers taking a socket; its fields are not modelled.
+    let sk = object(m, "struct sock", Vec::new());
     let mut k = l.object("bpf_sock_ops_kern");
     let s = "bpf_sock_ops_kern";
+    l.put(&mut k, s, "sk", sk);
     l.put(&mut k, s, "skb", skb);
     l.put(&mut k, s, "op", h.op.into());
     l.put(&mut k, s, "is_fullsock", h.full.into());
