@@ -127,6 +127,7 @@ pub fn helper_id(name: &str) -> Option<i32> {
         .map(|i| i as i32)
 }
 
+const ENOENT: i64 = 2;
 const E2BIG: i64 = 7;
 const EAGAIN: i64 = 11;
 const EINVAL: i64 = 22;
@@ -546,13 +547,13 @@ fn ringbuf_close(
         .region(region)
         .map(|r| r.data.clone())
         .unwrap_or_default();
-    if let Storage::RingBuf { pending, reserved } = &mut m.maps[map].storage
+    // A discarded record keeps its space like a submitted one: the kernel only sets the
+    // discard bit in its header (bpf_ringbuf_commit), and the space comes back when a consumer
+    // reads past it (`Machine::consume_ringbuf`).
+    if let Storage::RingBuf { reserved, .. } = &mut m.maps[map].storage
         && let Some(i) = reserved.iter().position(|&(r, _)| r == region)
     {
-        let (_, need) = reserved.remove(i);
-        if !submit {
-            *pending -= need;
-        }
+        reserved.remove(i);
     }
     m.memory.release(region);
     if submit {
@@ -587,6 +588,9 @@ fn perf_event_output(m: &mut Machine, a: [u64; 5]) -> Result<u64, HelperError> {
     let cpu = if index == BPF_F_INDEX_MASK { 0 } else { index };
     if cpu >= u64::from(st.max_entries.max(1)) {
         return Ok(neg(E2BIG));
+    }
+    if !m.config.perf_readers {
+        return Ok(neg(ENOENT));
     }
     // perf_prepare_sample pads a raw sample with zeroes so that it and its 4-byte size end on
     // 8 bytes; the reader gets the padded size and bytes (libbpf's perf_buffer callback).

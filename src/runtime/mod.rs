@@ -202,6 +202,10 @@ pub struct Config {
     /// every tail call through them fails and falls through. `verify` runs the split form's
     /// dispatchers alone this way. Naming a map that is not a PROG_ARRAY is a load error.
     pub empty_prog_arrays: std::collections::BTreeSet<String>,
+    /// Whether user space has a perf event open in every PERF_EVENT_ARRAY slot (the agent that
+    /// reads the samples). Without one the kernel's `bpf_perf_event_output` finds no event in
+    /// the slot and returns -ENOENT (`__bpf_perf_event_output`), which the kernel probe sees.
+    pub perf_readers: bool,
 }
 
 impl Default for Config {
@@ -218,6 +222,7 @@ impl Default for Config {
             kconfig: std::collections::BTreeMap::new(),
             stack_fill: 0,
             empty_prog_arrays: std::collections::BTreeSet::new(),
+            perf_readers: true,
         }
     }
 }
