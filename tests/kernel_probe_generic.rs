@@ -36,12 +36,7 @@ const STORAGE_PROGRAM: &str = "probe_cgroup_storage";
 
 /// Calls where the runtime is known to differ from the kernel, with why. The comparison skips
 /// them, and each must still differ somewhere (a fixed model drops out of this list).
-const KNOWN: &[(u32, &str)] = &[(
-    147,
-    "bpf_loop with nr_loops >= 2^32: where the verifier cannot inline the call (flags not \
-         a known 0) the helper takes nr_loops as u32 (2 here); the runtime does not know which \
-         call sites the verifier inlines and returns -E2BIG as the inlined loop does",
-)];
+const KNOWN: &[(u32, &str)] = &[];
 
 /// (op, family) → call → results seen.
 type Results = BTreeMap<(u32, u32), BTreeMap<u32, BTreeSet<i32>>>;

@@ -873,6 +873,48 @@ fn bpf_loop_runs_callbacks_in_their_own_frame() {
 }
 
 #[test]
+fn bpf_loop_counts_past_u32_depend_on_inlining() {
+    // bpf_loop(2^32 + 2, cb, 0, flags) with cb returning 0. Flags a known 0 (`r4 = 0`): the
+    // verifier inlines the loop, which compares the whole count: -E2BIG. Flags loaded from
+    // memory (0 at run time, unknown to the verifier): the helper runs and takes the count as
+    // u32, 2 calls. Found by tests/kernel_probe_generic.rs on 6.18.
+    let prog = |flags: Insn| {
+        vec![
+            Insn::LdImm64 {
+                dst: Reg::R1,
+                value: LdImm64::Imm((1 << 32) + 2),
+            },
+            Insn::LdImm64 {
+                dst: Reg::R2,
+                value: LdImm64::Imm(0),
+            }, // slot 2
+            mov(3, 0),
+            mov(5, 0),
+            stx(Size::DW, 10, -8, 5),
+            flags,
+            call_helper(181),
+            EXIT,
+        ]
+    };
+    let cb = vec![mov(0, 0), EXIT];
+    let run = |flags: Insn| {
+        let m = module(
+            vec![
+                ("main", prog(flags), vec![(2, Target::FuncAddr(1))]),
+                ("cb", cb.clone(), vec![]),
+            ],
+            vec![],
+        );
+        Machine::new(m, Config::default())
+            .unwrap()
+            .run("main", 0)
+            .unwrap()
+    };
+    assert_eq!(run(mov(4, 0)) as i64, -7, "inlined: -E2BIG");
+    assert_eq!(run(ldx(Size::DW, 4, 10, -8)), 2, "helper: u32 count");
+}
+
+#[test]
 fn trace_printk_formats_and_records() {
     // "x=%d u=%u %05x|%-3c|\n\0" on the stack, args -3, -1, 0xab, 'z'
     let fmt = b"x=%d u=%u %05x|\0\0\0\0\0\0\0\0\0";

@@ -628,6 +628,15 @@ fn bpf_loop(m: &mut Machine, a: [u64; 5]) -> Result<u64, HelperError> {
     Ok(a[0])
 }
 
+/// `bpf_loop` at a call site the verifier does not inline (its flags argument is not a known
+/// 0): the helper itself runs, whose `nr_loops` parameter is a `u32`, so a count of 2^32 or
+/// more is truncated before the limit check. Inlined, the count is compared whole.
+pub(crate) fn bpf_loop_not_inlined(m: &mut Machine, a: [u64; 5]) -> Result<u64, HelperError> {
+    let mut a = a;
+    a[0] &= u64::from(u32::MAX);
+    bpf_loop(m, a)
+}
+
 /// The program a `bpf_tail_call(ctx, map, index)` jumps to, counting the jump as the kernel
 /// does; `None` falls through.
 pub(crate) fn tail_call_target(

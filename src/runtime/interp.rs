@@ -542,6 +542,7 @@ fn compile(
         }
         let relocs: HashMap<usize, &Target> = f.relocations.iter().map(|(s, t)| (*s, t)).collect();
         let mut has_tail_call = false;
+        let known_r4 = known_constants_at_calls(&f.insns, Reg::R4);
         for si in &f.insns {
             let slot = si.slot;
             let jump = |off: i64| -> Result<u32, Error> {
@@ -843,14 +844,21 @@ fn compile(
                                 ),
                             ));
                         };
+                        // The verifier inlines bpf_loop only where its flags are a known 0;
+                        // elsewhere the helper runs, with its u32 count.
+                        let inlined = known_r4.get(&slot) == Some(&Some(0));
+                        let (key, h) = if id == crate::optable::helper::LOOP && !inlined {
+                            let mut h = h.clone();
+                            h.f = super::helpers::bpf_loop_not_inlined;
+                            (format!("helper:{id}:not inlined"), h)
+                        } else {
+                            (format!("helper:{id}"), h.clone())
+                        };
                         op.code = Code::CallHelper;
-                        op.target =
-                            *helper_index
-                                .entry(format!("helper:{id}"))
-                                .or_insert_with(|| {
-                                    helpers.push(h.clone());
-                                    (helpers.len() - 1) as u32
-                                });
+                        op.target = *helper_index.entry(key).or_insert_with(|| {
+                            helpers.push(h);
+                            (helpers.len() - 1) as u32
+                        });
                     }
                     (Call::Local(_), Some(Target::Call(t))) => {
                         if *t >= module.functions.len() {
@@ -1639,4 +1647,75 @@ impl Machine {
             .map(|(_, &(f, slot))| (f as usize, slot as usize))
             .collect()
     }
+}
+
+/// For every call in `insns` (by slot): the value register `reg` holds there if it is the same
+/// constant on every path from the function's entry (moves of immediates and between
+/// registers; anything else, and calls for r0-r5, make it unknown), as far as the verifier's
+/// "known constant" goes for the simple cases clang emits.
+fn known_constants_at_calls(
+    insns: &[crate::insn::SlotInsn],
+    reg: Reg,
+) -> HashMap<usize, Option<i64>> {
+    type Regs = [Option<i64>; 11];
+    let mut out = HashMap::new();
+    let Ok(cfg) = crate::analysis::cfg::Cfg::build(insns) else {
+        return out;
+    };
+    let nb = cfg.blocks.len();
+    let mut entry: Vec<Option<Regs>> = vec![None; nb];
+    if nb == 0 {
+        return out;
+    }
+    entry[0] = Some([None; 11]);
+    let step = |r: &mut Regs, insn: &Insn| match *insn {
+        Insn::Alu {
+            width,
+            op: AluOp::Mov,
+            dst,
+            src,
+        } => {
+            let v = match src {
+                Src::Imm(k) => Some(i64::from(k)),
+                Src::Reg(x) => r[x.index() as usize],
+            };
+            r[dst.index() as usize] = match width {
+                Width::W64 => v,
+                Width::W32 => v.map(|v| i64::from(v as u32)),
+            };
+        }
+        _ => {
+            for w in insn.regs_written().iter() {
+                r[w.index() as usize] = None;
+            }
+        }
+    };
+    let mut work: std::collections::BTreeSet<usize> = [0].into();
+    while let Some(b) = work.pop_first() {
+        let Some(mut r) = entry[b] else { continue };
+        let blk = &cfg.blocks[b];
+        for si in &insns[blk.start..blk.end] {
+            step(&mut r, &si.insn);
+        }
+        for &s in &blk.succs {
+            let new = match entry[s] {
+                None => r,
+                Some(old) => std::array::from_fn(|k| if old[k] == r[k] { old[k] } else { None }),
+            };
+            if entry[s] != Some(new) {
+                entry[s] = Some(new);
+                work.insert(s);
+            }
+        }
+    }
+    for (b, blk) in cfg.blocks.iter().enumerate() {
+        let Some(mut r) = entry[b] else { continue };
+        for si in &insns[blk.start..blk.end] {
+            if matches!(si.insn, Insn::Call(_)) {
+                out.insert(si.slot, r[reg.index() as usize]);
+            }
+            step(&mut r, &si.insn);
+        }
+    }
+    out
 }
