@@ -106,6 +106,17 @@ struct Flow {
     remote: IpAddr,
 }
 
+impl Flow {
+    /// The same flow seen from the other end.
+    fn reversed(&self) -> Flow {
+        Flow {
+            family: self.family,
+            local: self.remote,
+            remote: self.local,
+        }
+    }
+}
+
 impl B {
     fn new() -> B {
         B {
@@ -291,11 +302,7 @@ impl B {
     /// Active open from `cport` to listener `l` on `sport`: client, request sock and child,
     /// with the §8.3 order.
     fn open(&mut self, f: &Flow, l: u32, cport: u16, sport: u16) -> (u32, u32) {
-        let back = Flow {
-            family: f.family,
-            local: f.remote,
-            remote: f.local,
-        };
+        let back = f.reversed();
         let c = self.socket(f, cport, sport, SYN_SENT, false, None);
         self.call(c, op::TCP_CONNECT_CB, [0; 4], None);
         self.call(c, op::RWND_INIT, [0; 4], None);
@@ -400,11 +407,7 @@ impl B {
 
 fn loopback_family(b: &mut B, f: &Flow, ports: [u16; 3], cbase: u16) {
     let [sport, lossy, refused] = ports;
-    let back = Flow {
-        family: f.family,
-        local: f.remote,
-        remote: f.local,
-    };
+    let back = f.reversed();
     let l = b.socket(&back, sport, 0, LISTEN, false, None);
     b.call(l, op::TCP_LISTEN_CB, [0; 4], None);
     let (c, s) = b.open(f, l, cbase, sport);
@@ -495,11 +498,7 @@ fn edges() -> Vec<Event> {
         local: "::ffff:10.0.0.2".parse().expect("ip"),
         remote: "::ffff:10.0.0.1".parse().expect("ip"),
     };
-    let back = Flow {
-        family: 10,
-        local: mapped.remote,
-        remote: mapped.local,
-    };
+    let back = mapped.reversed();
     let l = b.socket(&back, 8080, 0, LISTEN, false, None);
     b.call(l, op::TCP_LISTEN_CB, [0; 4], None);
     let (c, s) = b.open(&mapped, l, 50000, 8080);
@@ -574,11 +573,7 @@ fn edges() -> Vec<Event> {
         local: "10.1.0.1".parse().expect("ip"),
         remote: "10.1.0.2".parse().expect("ip"),
     };
-    let back4 = Flow {
-        family: 2,
-        local: v4.remote,
-        remote: v4.local,
-    };
+    let back4 = v4.reversed();
     let l4 = b.socket(&back4, 443, 0, LISTEN, false, None);
     b.call(l4, op::TCP_LISTEN_CB, [0; 4], None);
     // Syncookies: no TIMEOUT_INIT for the request sock; the SYN-ACK's HDR_OPT_LEN says so.
@@ -670,11 +665,7 @@ fn edges() -> Vec<Event> {
         local: "2001:db8:1:2::10".parse().expect("ip"),
         remote: "2001:db8:3:4::20".parse().expect("ip"),
     };
-    let back6 = Flow {
-        family: 10,
-        local: g6.remote,
-        remote: g6.local,
-    };
+    let back6 = g6.reversed();
     let l6 = b.socket(&back6, 9443, 0, LISTEN, false, None);
     b.call(l6, op::TCP_LISTEN_CB, [0; 4], None);
     let (c6, s6) = b.open(&g6, l6, 51000, 9443);
