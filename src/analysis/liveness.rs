@@ -63,6 +63,7 @@ pub fn result_unused(m: &Module, cg: &CallGraph, programs: &[usize], callee: usi
     }
     let mut called = false;
     for (caller, edges) in cg.edges.iter().enumerate() {
+        let mut live = None;
         for e in edges.iter().filter(|e| e.callee == callee) {
             if e.kind == EdgeKind::Callback {
                 return false;
@@ -71,7 +72,7 @@ pub fn result_unused(m: &Module, cg: &CallGraph, programs: &[usize], callee: usi
             let Ok(i) = f.insns.binary_search_by_key(&e.slot, |s| s.slot) else {
                 return false;
             };
-            if live_out(f)[i].contains(crate::insn::Reg::R0) {
+            if live.get_or_insert_with(|| live_out(f))[i].contains(crate::insn::Reg::R0) {
                 return false;
             }
             called = true;

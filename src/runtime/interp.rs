@@ -542,7 +542,16 @@ fn compile(
         }
         let relocs: HashMap<usize, &Target> = f.relocations.iter().map(|(s, t)| (*s, t)).collect();
         let mut has_tail_call = false;
-        let known_r4 = known_constants_at_calls(&f.insns, Reg::R4);
+        // Only bpf_loop call sites need it (see below); most functions have none.
+        let calls_loop = f
+            .insns
+            .iter()
+            .any(|si| si.insn == Insn::Call(Call::Helper(crate::optable::helper::LOOP)));
+        let known_r4 = if calls_loop {
+            known_constants_at_calls(&f.insns, Reg::R4)
+        } else {
+            HashMap::new()
+        };
         for si in &f.insns {
             let slot = si.slot;
             let jump = |off: i64| -> Result<u32, Error> {
