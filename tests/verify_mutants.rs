@@ -12,7 +12,7 @@
 //!   whose ops' result the kernel ignores (`ResultUse::Ignored` in `src/optable.rs`: the kernel
 //!   neither vetoes nor reads `reply`), or anywhere in a subprogram whose callers all overwrite
 //!   `r0` before reading it, when only `exit` reads it there (`analysis::liveness`);
-//! * `dead_store`: a store (dropped or changed) to stack bytes that nothing reads afterwards,
+//! * `Proofs::dead_stores`: a store (dropped or changed) to stack bytes that nothing reads afterwards,
 //!   by the split pass' own stack liveness (`split::dce`). The per-op programs have none left;
 //!   the dispatcher's fallback is the original code unchanged and keeps clang's.
 //!
@@ -250,7 +250,7 @@ fn policies(fixture: &str) -> Vec<Source> {
 ///
 /// Such a mutant cannot be observed, so it is left out of the score rather than counted as a
 /// miss.
-fn unobservable_return(obj: &Object, fi: usize, ii: usize) -> bool {
+fn unobservable_return(p: &Proofs, obj: &Object, fi: usize, ii: usize) -> bool {
     let f = &obj.functions[fi];
     let is_r0_const = matches!(
         f.insns[ii].insn,
@@ -264,12 +264,9 @@ fn unobservable_return(obj: &Object, fi: usize, ii: usize) -> bool {
     if !is_r0_const {
         return false;
     }
-    let programs: Vec<usize> = obj.programs.iter().map(|p| p.function).collect();
-    if !programs.contains(&fi) {
-        let m = Module::from_object(obj).unwrap();
-        let cg = CallGraph::build(&m);
-        return liveness::result_unused(&m, &cg, &programs, fi)
-            && !liveness::live_out_with(&m.funcs[fi], false)[ii].contains(Reg::R0);
+    if !p.programs.contains(&fi) {
+        return liveness::result_unused(&p.module, &p.calls, &p.programs, fi)
+            && !liveness::live_out_with(&p.module.funcs[fi], false)[ii].contains(Reg::R0);
     }
     if !matches!(f.insns.get(ii + 1).map(|i| i.insn), Some(Insn::Exit { .. })) {
         return false;
@@ -287,14 +284,43 @@ fn unobservable_return(obj: &Object, fi: usize, ii: usize) -> bool {
     })
 }
 
-/// Whether the store at instruction `ii` of function `fi` writes stack bytes nothing reads
-/// afterwards, by the split pass' own stack liveness (`split::dce`): dropping it or changing
-/// the value stored cannot change behaviour. The split pass removes such stores from per-op
-/// programs; they remain in the dispatcher's fallback, which is the original code unchanged.
-fn dead_store(obj: &Object, fi: usize, ii: usize) -> bool {
-    let code = opsplit::split::code::from_function(obj, fi).unwrap();
-    assert_eq!(code.len(), obj.functions[fi].insns.len());
-    dce::dead_instructions(&code, &dce::map_sizes(obj))[ii]
+/// What the left-out rules need about the split object, computed once per fixture.
+struct Proofs {
+    module: Module,
+    calls: CallGraph,
+    /// Functions that are programs.
+    programs: Vec<usize>,
+    /// Per function, per instruction: a store to stack bytes nothing reads afterwards, by the
+    /// split pass' own stack liveness (`split::dce`), so dropping it or changing the value
+    /// stored cannot change behaviour. The split pass removes such stores from per-op
+    /// programs; they remain in the dispatcher's fallback, which is the original code
+    /// unchanged.
+    dead_stores: Vec<Vec<bool>>,
+}
+
+impl Proofs {
+    fn new(obj: &Object) -> Proofs {
+        let module = Module::from_object(obj).unwrap();
+        let calls = CallGraph::build(&module);
+        let map_sizes = dce::map_sizes(obj);
+        let dead_stores = (0..obj.functions.len())
+            .map(|fi| {
+                let code = opsplit::split::code::from_function(obj, fi).unwrap();
+                assert_eq!(code.len(), obj.functions[fi].insns.len());
+                let dead = dce::dead_instructions(&code, &map_sizes);
+                code.iter()
+                    .zip(dead)
+                    .map(|(c, d)| d && matches!(c.insn, Insn::Store { .. }))
+                    .collect()
+            })
+            .collect();
+        Proofs {
+            module,
+            calls,
+            programs: obj.programs.iter().map(|p| p.function).collect(),
+            dead_stores,
+        }
+    }
 }
 
 /// Mutants scored at executed instructions, mutants left out as unobservable, and the
@@ -317,13 +343,13 @@ fn score(fixture: &str) -> (usize, Vec<String>, Vec<String>) {
         assert!(calls > 10, "{}: {calls} calls", r.scenarios[0].scenario);
     }
     let ran = executed(&split);
+    let proofs = Proofs::new(&split);
     let (excluded, all): (Vec<_>, Vec<_>) = mutants(&split)
         .into_iter()
         .filter(|(fi, ii, ..)| ran.contains(&(*fi, split.functions[*fi].insns[*ii].slot)))
         .partition(|(fi, ii, what, _)| {
-            (what.starts_with("flip r0") && unobservable_return(&split, *fi, *ii))
-                || (matches!(split.functions[*fi].insns[*ii].insn, Insn::Store { .. })
-                    && dead_store(&split, *fi, *ii))
+            (what.starts_with("flip r0") && unobservable_return(&proofs, &split, *fi, *ii))
+                || proofs.dead_stores[*fi][*ii]
         });
     let caught = |fi: usize, ii: usize, insn: Insn| {
         let mut m = split.clone();
